@@ -182,13 +182,10 @@ def _check_lengths(t_gt: int, t_pred: int, v_gt: int, v_pred: int, what: str) ->
 
 def _indices(idx: Any, num_vertices: int, name: str) -> np.ndarray:
     """Validated 1-D int64 vertex indices (non-empty, unique, in ``[0, num_vertices)``)."""
-    try:
-        import torch
+    import torch
 
-        if isinstance(idx, torch.Tensor):
-            idx = idx.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(idx, torch.Tensor):
+        idx = idx.detach().cpu().numpy()
     a = np.asarray(idx)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} has shape {a.shape}; expected a non-empty 1-D list of vertex indices.")
@@ -601,11 +598,16 @@ class MetricAccumulator:
         if not isinstance(clip, ClipMetrics):
             raise ValueError(f"MetricAccumulator.add expects ClipMetrics, got {type(clip).__name__}; "
                              "compute it with compute_clip_metrics().")
+        row = clip.to_row()
+        clash = sorted(set(groups) & (set(row) | {"key"}))
+        if clash:
+            raise ValueError(f"group name(s) {clash} clash with per-clip columns; use other names such as "
+                             "emotion=... or intensity=....")
         self._overall.add(clip)
         labels = {name: str(value) for name, value in groups.items()}
         for name, value in labels.items():
             self._groups.setdefault(name, {}).setdefault(value, _Totals()).add(clip)
-        self._rows.append({"key": key, **labels, **clip.to_row()})
+        self._rows.append({"key": key, **labels, **row})
 
     def summary(self) -> dict[str, Any]:
         """Pooled metrics in SI units.

@@ -168,6 +168,8 @@ def test_errors_are_clear():
         clip(samples=[])
     with pytest.raises(ValueError, match="no clips"):
         MetricAccumulator().summary()
+    with pytest.raises(ValueError, match="clash"):
+        MetricAccumulator().add(clip(), lve="x")
 
 
 # ---------------------------------------------------------------------------------------------------------
