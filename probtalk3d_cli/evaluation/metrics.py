@@ -141,7 +141,9 @@ def _as_f64(x: Any, name: str, device: "torch.device") -> "torch.Tensor":
     if t.is_complex() or t.dtype == torch.bool:
         raise ValueError(f"{name} has dtype {t.dtype}; expected a float array of vertex positions in metres.")
     t = t.to(device=device, dtype=torch.float64)
-    if not bool(torch.isfinite(t).all()):
+    # one reduction instead of an elementwise isfinite: NaN/inf propagate into the sum (only a sum over 1e308,
+    # impossible for vertices in metres, could flag finite data)
+    if not math.isfinite(float(t.sum())):
         raise ValueError(f"{name} contains NaN or infinite values; check the vertices that produced it.")
     return t
 

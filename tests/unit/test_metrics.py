@@ -158,6 +158,10 @@ def test_errors_are_clear():
         clip(lip=[0.0, 1.0])
     with pytest.raises(ValueError, match="NaN"):
         clip(gt=np.full((2, 3, 3), np.nan))
+    bad = PRED.copy()
+    bad[1, 2, 0] = np.inf
+    with pytest.raises(ValueError, match=r"samples\[1\] contains NaN or infinite"):
+        clip(samples=np.stack([PRED, bad]))
     with pytest.raises(ValueError, match=r"expected \[3, 3\]"):
         clip(ref=np.zeros((4, 3)))
     with pytest.raises(ValueError, match="same shape"):
