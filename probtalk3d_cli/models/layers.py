@@ -264,3 +264,23 @@ class TemporalTransformer(nn.Module):
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameter values (buffers such as the PE table excluded)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_state_strict(model: nn.Module, state: dict, where: object) -> None:
+    """`load_state_dict(strict=True)` with one clear error line listing missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shaped = [f"{k} {list(state[k].shape)} != {list(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shaped:
+        parts = []
+        for name, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shaped)):
+            if items:
+                more = f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                parts.append(f"{name}: {', '.join(items[:5])}{more}")
+        raise ValueError(
+            f"weights in {where} do not fit the model built from its config ({'; '.join(parts)}); "
+            "the file is damaged or from an incompatible version — re-train or re-import it"
+        )
+    model.load_state_dict(state, strict=True)
