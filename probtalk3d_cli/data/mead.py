@@ -221,6 +221,8 @@ def _check_dirs(animation_dir: Path, audio_dir: Path, out: Path) -> None:
             raise FileNotFoundError(f"{name} {d} does not exist; pass the folder that holds the subject folders")
         if not d.is_dir():
             raise ValueError(f"{name} {d} is not a folder; pass the folder that holds the subject folders")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; choose a folder for DATA")
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "param").mkdir(exist_ok=True)
