@@ -52,6 +52,7 @@ MARKER_FORMAT = "probtalk3d-synthetic"
 GENERATOR_VERSION = 1
 INTENSITY_SCALE = (0.6, 0.8, 1.0)  # emotion pattern scale for level_1/2/3 (low stays far from neutral)
 ANTICIPATION_S = 0.04  # the mouth leads the sound by one frame
+CONTROL = 16  # samples between harmonic-amplitude updates (1 ms)
 
 VOWELS = "aeiou"
 # Formants F1, F2, F3 (Hz, adult male; scaled per subject) of the five vowels.
@@ -225,16 +226,19 @@ def _nucleus_env(s: Syllable, t: np.ndarray) -> np.ndarray:
 
 
 def _tracks(syls: list[Syllable], t: np.ndarray) -> dict[str, np.ndarray]:
-    """Articulation tracks at times `t` (s): vowel envelope weighted by openness/rounding/spread, and lip closure."""
+    """Articulation tracks at sorted times `t` (s): vowel envelope weighted by openness/rounding/spread, and lip
+    closure. Each syllable only touches the samples of its own segment."""
     open_, round_, spread, close, env = (np.zeros_like(t) for _ in range(5))
     for s in syls:
-        e = _nucleus_env(s, t)
-        env += e
-        open_ += e * OPENNESS[s.vowel]
-        round_ += e * ROUNDING[s.vowel]
-        spread += e * SPREAD[s.vowel]
+        a, b = np.searchsorted(t, [s.v_start, s.v_end])
+        e = _nucleus_env(s, t[a:b])
+        env[a:b] += e
+        open_[a:b] += e * OPENNESS[s.vowel]
+        round_[a:b] += e * ROUNDING[s.vowel]
+        spread[a:b] += e * SPREAD[s.vowel]
         if CONSONANTS[s.consonant][0] in ("bilabial", "nasal"):
-            close += _ramp(t - s.c_start, 0.02) * _ramp(s.v_start - t, 0.02)
+            a, b = np.searchsorted(t, [s.c_start, s.v_start])
+            close[a:b] += _ramp(t[a:b] - s.c_start, 0.02) * _ramp(s.v_start - t[a:b], 0.02)
     return {"env": env, "open": open_, "round": round_, "spread": spread, "close": close}
 
 
@@ -282,22 +286,23 @@ def _synth_audio(syls: list[Syllable], n_samples: int, style: SubjectStyle, emot
     n_harm = int(5000 // (style.f0 * pitch * 0.85))
     bandwidths = (90.0, 120.0, 170.0)
     gains = (1.0, 0.6, 0.25)
-    active = voiced_env > 1e-4
-    idx = np.flatnonzero(active)
+    idx = np.flatnonzero(voiced_env > 1e-4)
     if idx.size:
-        ph, f0a = phase[idx], f0[idx]
-        fa = [f[idx] for f in formants]
-        nas = nasal[idx] / (voiced_env[idx] + 1e-9)  # share of nasal murmur in the voiced signal
-        amps = np.empty((n_harm, idx.size))
-        for k in range(1, n_harm + 1):
-            h = k * f0a
-            vowel_resp = sum(g / (1.0 + ((h - F) / b) ** 2) for F, b, g in zip(fa, bandwidths, gains))
-            nasal_resp = 1.0 / (1.0 + ((h - 250.0) / 100.0) ** 2)
-            resp = (1 - nas) * vowel_resp + nas * nasal_resp
-            amps[k - 1] = resp / (1.0 + h / 400.0)
-        norm = np.sqrt(0.5 * np.sum(amps ** 2, axis=0)) + 1e-9  # unit RMS per unit envelope
-        k_idx = np.arange(1, n_harm + 1)[:, None]
-        voice[idx] = np.sum(amps * np.sin(k_idx * ph[None, :]), axis=0) / norm * voiced_env[idx]
+        # Harmonic amplitudes vary slowly: evaluate them every CONTROL samples, interpolate linearly in between.
+        ctl = np.arange(0, n_samples + CONTROL, CONTROL).clip(max=n_samples - 1)
+        nas = nasal[ctl] / (voiced_env[ctl] + 1e-9)  # share of nasal murmur in the voiced signal
+        h = np.arange(1, n_harm + 1)[:, None] * f0[ctl][None, :]  # [K, C] harmonic frequencies (Hz)
+        vowel_resp = sum(g / (1.0 + ((h - f[ctl][None, :]) / b) ** 2) for f, b, g in zip(formants, bandwidths, gains))
+        nasal_resp = 1.0 / (1.0 + ((h - 250.0) / 100.0) ** 2)
+        amps = ((1 - nas) * vowel_resp + nas * nasal_resp) / (1.0 + h / 400.0)
+        amps /= np.sqrt(0.5 * np.sum(amps ** 2, axis=0)) + 1e-9  # unit RMS per unit envelope
+        j, w = np.divmod(idx, CONTROL)
+        w = (w / CONTROL).astype(np.float32)
+        amps = amps.astype(np.float32)
+        a_idx = amps[:, j] * (1 - w) + amps[:, j + 1] * w  # [K, N_voiced]
+        ph = np.mod(phase[idx], 2 * np.pi).astype(np.float32)
+        k_idx = np.arange(1, n_harm + 1, dtype=np.float32)[:, None]
+        voice[idx] = np.sum(a_idx * np.sin(k_idx * ph[None, :]), axis=0) * voiced_env[idx]
     audio = 0.12 * voice
     for s in syls:
         kind, band, amp, _ = CONSONANTS[s.consonant]
