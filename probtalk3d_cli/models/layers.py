@@ -101,11 +101,12 @@ def masked_instance_norm(x: Tensor, mask: Optional[Tensor], eps: float = NORM_EP
     """
     if mask is None or bool(mask.all()):
         return F.instance_norm(x, eps=eps)
-    m = mask[:, None, :].to(x.dtype)  # [B, 1, T]
+    xf = x.float()  # statistics in fp32 also under bf16 autocast
+    m = mask[:, None, :].to(xf.dtype)  # [B, 1, T]
     count = m.sum(dim=2, keepdim=True)  # [B, 1, 1]
-    mean = (x * m).sum(dim=2, keepdim=True) / count
-    var = (((x - mean) * m) ** 2).sum(dim=2, keepdim=True) / count  # biased, as InstanceNorm1d
-    return (x - mean) * torch.rsqrt(var + eps) * m
+    mean = (xf * m).sum(dim=2, keepdim=True) / count
+    var = (((xf - mean) * m) ** 2).sum(dim=2, keepdim=True) / count  # biased, as InstanceNorm1d
+    return ((xf - mean) * torch.rsqrt(var + eps) * m).to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -126,8 +126,8 @@ class MotionPredictor(nn.Module):
     @classmethod
     def from_configs(cls, cfg: Config, identities: Sequence[str], prior: MotionPrior,
                      audio_encoder: Optional[AudioEncoder] = None) -> "MotionPredictor":
-        """New stage-2 model: `prior` (e.g. from load_prior) + AudioEncoder(cfg.audio) (downloads/loads HuBERT
-        per cfg.audio.model unless `audio_encoder` is given) + a fresh predictor."""
+        """New stage-2 model: `prior` (e.g. from load_prior; frozen in place) + AudioEncoder(cfg.audio) (loads
+        HuBERT per cfg.audio.model unless `audio_encoder` is given) + a freshly initialised predictor."""
         if audio_encoder is None:
             audio_encoder = AudioEncoder(cfg.audio)
         return cls(cfg, identities, prior, audio_encoder)
@@ -177,7 +177,8 @@ class MotionPredictor(nn.Module):
             fact: VAE — z = mu + fact * sigma * eps (official inference default 20).
             mean: VAE — z = mu (deterministic).
             num_samples: N.
-            generator: optional torch.Generator on the model's device; makes the draws reproducible.
+            generator: optional torch.Generator; makes the draws reproducible (a CPU generator also works for a
+                model on another device: the draws then happen on the CPU).
 
         Returns:
             [B, N, T, 53] normalised motion (padded frames 0).

@@ -155,14 +155,15 @@ class MotionPrior(nn.Module):
             mu, logvar: [B, T, d].
             fact: noise scale; 1 = plain reparameterised sample (training), official inference default 20.
             mean: return mu itself (deterministic; this works, unlike the official flag, §11.11).
-            generator: optional torch.Generator on mu's device for reproducible noise.
+            generator: optional torch.Generator for reproducible noise (drawn on the generator's device).
 
         Returns:
             [B, T, d]; differentiable w.r.t. mu and logvar.
         """
         if mean:
             return mu
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        noise_device = generator.device if generator is not None else mu.device
+        eps = torch.randn(mu.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
         return mu + fact * torch.exp(0.5 * logvar) * eps
 
     def decode(self, z: Tensor, mask: Optional[Tensor] = None) -> Tensor:

@@ -127,7 +127,8 @@ class VectorQuantizer(nn.Module):
             d: [N, num_codes] distances.
             temperature: > 0; small values approach the nearest code.
             k: draws per row (1 <= k <= num_codes).
-            generator: optional torch.Generator on d's device for reproducible draws.
+            generator: optional torch.Generator for reproducible draws (on another device than d, the draw happens
+                on the generator's device).
 
         Returns:
             [N] long code indices.
@@ -137,8 +138,10 @@ class VectorQuantizer(nn.Module):
         if not 1 <= k <= d.shape[1]:
             raise ValueError(f"k must be between 1 and the codebook size {d.shape[1]}, got {k}")
         probs = F.softmax(-d.float() / temperature, dim=-1)
+        if generator is not None and generator.device != probs.device:
+            probs = probs.to(generator.device)  # draw where the generator lives (e.g. a CPU generator for a GPU model)
         draws = torch.multinomial(probs, num_samples=k, replacement=False, generator=generator)  # [N, k]
-        return draws[:, -1]
+        return draws[:, -1].to(d.device)
 
     def forward(
         self,
@@ -158,15 +161,16 @@ class VectorQuantizer(nn.Module):
             temperature, k, generator: sampling controls (see `sample_codes`).
 
         Returns:
-            QuantizerOutput.
+            QuantizerOutput (fp32 also under autocast: the code search always runs in fp32).
         """
         b, t, d = z.shape
         if mask is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=z.device)
         else:
             lengths = lengths_from_mask(mask)
-        rows = self.to_tokens(z, lengths)  # [N, c]
-        dist = self.distances(rows)
+        rows = self.to_tokens(z.float(), lengths)  # [N, c]
+        with torch.autocast(device_type=z.device.type, enabled=False):  # nearest-code search in fp32
+            dist = self.distances(rows)
         idx = self.sample_codes(dist, temperature, k, generator) if sample else dist.argmin(dim=1)  # [N]
         rows_q = self.codebook(idx)  # [N, c]
         loss = self.beta * torch.mean((rows_q.detach() - rows) ** 2) + torch.mean((rows_q - rows.detach()) ** 2)

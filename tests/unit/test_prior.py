@@ -135,3 +135,19 @@ def test_save_and_load_prior_round_trip(tiny_config, tmp_path):
     payload["model"].pop("decoder.out.weight")
     with pytest.raises(ValueError, match="missing: decoder.out.weight"):
         MotionPrior.from_checkpoint(payload)
+
+
+def test_bf16_autocast_keeps_the_code_search_in_fp32_and_losses_close(tiny_config):
+    torch.manual_seed(6)
+    cfg = _cfg(tiny_config, layout="official")
+    prior = build_prior(cfg).eval()
+    _, batch = _batch(seed=6)
+    ref = prior_losses(prior, batch, cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = prior_losses(prior, batch, cfg)
+        z = prior.encode(batch["motion"], batch["mask"])
+        q = prior.quantize(z, batch["mask"])
+    assert z.dtype == torch.bfloat16 and q.z_q.dtype == torch.float32
+    for key in ("vq", "exp", "jaw", "total"):
+        assert low[key].dtype == torch.float32
+        assert abs(low[key].item() - ref[key].item()) <= 0.05 * abs(ref[key].item()), key
