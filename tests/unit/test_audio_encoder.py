@@ -131,3 +131,17 @@ def test_local_directory_and_stored_config_loading(tiny_config, encoder, tmp_pat
     x = torch.randn(1, 5_000)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(x, torch.tensor([5_000]))[0], encoder(x, torch.tensor([5_000]))[0])
+
+
+def test_single_clip_equals_plain_hubert_forward_on_normalised_audio(encoder):
+    # the official path for batch 1: processor normalisation, HubertModel(...).last_hidden_state, pairing (§4.1-4.2)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(1, 10_000, generator=g) * 0.2 + 0.1
+    normed = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)
+    with torch.no_grad():
+        hidden = encoder.hubert(normed).last_hidden_state  # [1, A, H]
+        ours, lengths = encoder(x, torch.tensor([10_000]))
+    a = hidden.shape[1] - hidden.shape[1] % 2
+    expected = hidden[:, :a].reshape(1, a // 2, 2 * hidden.shape[2])
+    assert lengths.item() == a // 2
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
