@@ -267,8 +267,12 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def load_state_strict(model: nn.Module, state: dict, where: object) -> None:
-    """`load_state_dict(strict=True)` with one clear error line listing missing/unexpected/mis-shaped keys."""
+def load_state_strict(model: nn.Module, state: dict, where: object, assign: bool = False) -> None:
+    """`load_state_dict(strict=True)` with one clear error line listing missing/unexpected/mis-shaped keys.
+
+    With `assign=True` the model's tensors are replaced by those of `state` (no copy; works for a model built on
+    the meta device, which skips the random initialisation — requires_grad flags are kept).
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -284,4 +288,4 @@ def load_state_strict(model: nn.Module, state: dict, where: object) -> None:
             f"weights in {where} do not fit the model built from its config ({'; '.join(parts)}); "
             "the file is damaged or from an incompatible version — re-train or re-import it"
         )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)

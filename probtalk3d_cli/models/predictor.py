@@ -302,10 +302,11 @@ class MotionPredictor(nn.Module):
                     "import-official — re-train or re-import it"
                 )
         cfg = from_dict(payload.get("config"), source=f"checkpoint {where}")
-        prior = MotionPrior(cfg.prior)
-        audio = AudioEncoder(cfg.audio, hubert_config=meta["hubert_config"])
-        model = cls(cfg, meta["identities"], prior, audio)
-        load_state_strict(model, payload["model"], where)
+        with torch.device("meta"):  # no random init (seconds for HuBERT-base): every tensor comes from the file
+            prior = MotionPrior(cfg.prior)
+            audio = AudioEncoder(cfg.audio, hubert_config=meta["hubert_config"])
+            model = cls(cfg, meta["identities"], prior, audio)
+        load_state_strict(model, payload["model"], where, assign=True)
         return model.eval()
 
 

@@ -206,8 +206,9 @@ class MotionPrior(nn.Module):
         from probtalk3d_cli.config import from_dict
 
         cfg = from_dict(payload.get("config"), source=f"checkpoint {payload.get('path', '')}".strip())
-        model = cls(cfg.prior)
-        load_state_strict(model, payload["model"], payload.get("path", "checkpoint"))
+        with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+            model = cls(cfg.prior)
+        load_state_strict(model, payload["model"], payload.get("path", "checkpoint"), assign=True)
         return model.eval()
 
 

@@ -160,6 +160,12 @@ def test_save_and_load_predictor_is_self_contained(tiny_config, tmp_path):
     assert payload["config"]["prior"]["token_layout"] == "official"
     assert any(k.startswith("prior.") for k in payload["model"]) and any(k.startswith("audio_encoder.") for k in payload["model"])
     again = load_predictor(path)
+    assert not again.training and again.identities == IDS
+    assert not any(p.requires_grad for p in again.prior.parameters())  # freezing survives the meta-device rebuild
+    hub = again.audio_encoder.hubert
+    assert not hub.encoder.layers[0].attention.q_proj.weight.requires_grad
+    assert hub.encoder.layers[1].attention.q_proj.weight.requires_grad
+    assert all(p.requires_grad for p in again.predictor.parameters())
     batch = _batch(3)
     with torch.no_grad():
         args = (batch["audio"], batch["audio_lengths"], batch["subject"], batch["emotion"], batch["intensity"])
