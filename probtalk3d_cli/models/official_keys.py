@@ -24,6 +24,9 @@ Rules, applied to each official key (first matching prefix rule, then the in-net
 The VAE variant has no manifest; its heads are assumed to be stored as `mean.{weight,bias}` and
 `logvar.{weight,bias}` (the attribute names of the official `model_vae_prior.py`), with every other key as in the VQ
 variant minus `quantize.*`. A VAE checkpoint stored differently fails with the list of unmatched keys.
+
+`build_official_prior` / `build_official_predictor` return ready models (official sizes, `official` token layout,
+HuBERT-base architecture, the 32 official identities) holding the mapped tensors.
 """
 
 from __future__ import annotations
@@ -227,3 +230,53 @@ def map_official_predictor(state_dict: Mapping, model: Optional[nn.Module] = Non
         ValueError: missing, unexpected or mis-shaped keys (listed).
     """
     return _map(state_dict, "pred", model)
+
+
+def official_config(kind: str = "vq"):
+    """The Config of the official models: defaults (official sizes) with the `official` token layout."""
+    from probtalk3d_cli.config import Config
+
+    cfg = Config()
+    cfg.prior.kind = kind
+    cfg.prior.token_layout = "official"
+    return cfg
+
+
+def build_official_prior(state_dict: Mapping):
+    """A MotionPrior (eval mode) holding official stage-1 weights (VQ or VAE, detected), built without random init.
+
+    Raises:
+        ValueError: the weights do not fit (see `map_official_prior`).
+    """
+    from probtalk3d_cli.models.layers import load_state_strict
+    from probtalk3d_cli.models.prior import MotionPrior
+
+    cfg = official_config(detect_kind(state_dict, "prior"))
+    with torch.device("meta"):
+        prior = MotionPrior(cfg.prior)
+    load_state_strict(prior, map_official_prior(state_dict, prior), "the official stage-1 weights", assign=True)
+    return prior.eval()
+
+
+def build_official_predictor(state_dict: Mapping, identities: Optional[list[str]] = None):
+    """A MotionPredictor (eval mode) holding official stage-2 weights: prior, fine-tuned HuBERT-base, predictor.
+
+    Args:
+        state_dict: official stage-2 state_dict (or the whole Lightning checkpoint).
+        identities: subject IDs in one-hot order; default the 32 official stage-2 training IDs (§4.3).
+
+    Raises:
+        ValueError: the weights do not fit (see `map_official_predictor`).
+    """
+    from probtalk3d_cli.data.schema import OFFICIAL_TRAIN_SUBJECTS
+    from probtalk3d_cli.models.audio import HUBERT_BASE_CONFIG, AudioEncoder
+    from probtalk3d_cli.models.layers import load_state_strict
+    from probtalk3d_cli.models.predictor import MotionPredictor
+    from probtalk3d_cli.models.prior import MotionPrior
+
+    cfg = official_config(detect_kind(state_dict, "pred"))
+    ids = list(identities) if identities is not None else list(OFFICIAL_TRAIN_SUBJECTS)
+    with torch.device("meta"):
+        model = MotionPredictor(cfg, ids, MotionPrior(cfg.prior), AudioEncoder(cfg.audio, HUBERT_BASE_CONFIG))
+    load_state_strict(model, map_official_predictor(state_dict, model), "the official stage-2 weights", assign=True)
+    return model.eval()

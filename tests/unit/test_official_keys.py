@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from probtalk3d_cli.config import Config, PriorConfig
+from probtalk3d_cli.config import PriorConfig
 from probtalk3d_cli.data.schema import OFFICIAL_TRAIN_SUBJECTS
-from probtalk3d_cli.models.audio import HUBERT_BASE_CONFIG, AudioEncoder
+from probtalk3d_cli.models.layers import count_parameters
 from probtalk3d_cli.models.official_keys import (
+    build_official_predictor,
+    build_official_prior,
     detect_kind,
     map_official_predictor,
     map_official_prior,
     official_key_to_ours,
 )
-from probtalk3d_cli.models.predictor import MotionPredictor
 from probtalk3d_cli.models.prior import MotionPrior
 
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
@@ -72,6 +73,9 @@ def test_fake_official_prior_lands_tensor_by_tensor():
     prior = MotionPrior(_official_prior_cfg())
     prior.load_state_dict(mapped, strict=True)
     own = prior.state_dict()
+    built = build_official_prior(official)
+    assert built.kind == "vq" and built.quantizer.layout == "official" and not built.training
+    assert all(torch.equal(v, own[k]) for k, v in built.state_dict().items())
     n = 0
     for key, _ in rows:
         if key.startswith("_losses."):
@@ -86,12 +90,9 @@ def test_fake_official_prior_lands_tensor_by_tensor():
 def test_fake_official_predictor_lands_tensor_by_tensor():
     rows = _manifest("pred")
     official = _fake(rows, seed=1)
-    cfg = Config()
-    cfg.prior.token_layout = "official"
-    model = MotionPredictor(cfg, OFFICIAL_TRAIN_SUBJECTS, MotionPrior(cfg.prior),
-                            AudioEncoder(cfg.audio, HUBERT_BASE_CONFIG))
-    mapped = map_official_predictor(official, model=model)
-    model.load_state_dict(mapped, strict=True)
+    model = build_official_predictor({"state_dict": official, "epoch": 10})
+    assert model.identities == list(OFFICIAL_TRAIN_SUBJECTS) and model.config.prior.token_layout == "official"
+    assert count_parameters(model, trainable_only=True) == 81_926_784
     own = model.state_dict()
     landed = 0
     for key, _ in rows:
@@ -106,6 +107,12 @@ def test_fake_official_predictor_lands_tensor_by_tensor():
     v = official["feature_extractor.audiomodel.encoder.pos_conv_embed.conv.weight_v"]
     expected = v * (g / v.norm(dim=(0, 1), keepdim=True))
     torch.testing.assert_close(conv.weight, expected, atol=1e-5, rtol=1e-5)
+    # the imported model runs end to end: 1 s of audio -> 49 HuBERT frames -> 24 motion frames
+    with torch.no_grad():
+        feats, lengths = model.encode_audio(torch.randn(1, 16_000), torch.tensor([16_000]))
+        z = model.predict_latent(feats, None, torch.tensor([31]), torch.tensor([7]), torch.tensor([2]))
+        motion = model.decode(z, None, num_samples=2, generator=torch.Generator().manual_seed(0))
+    assert lengths.tolist() == [24] and motion.shape == (1, 2, 24, 53) and torch.isfinite(motion).all()
 
 
 def test_vae_prior_with_assumed_head_names():
@@ -113,8 +120,8 @@ def test_vae_prior_with_assumed_head_names():
     rows += [("mean.weight", (256, 256)), ("mean.bias", (256,)), ("logvar.weight", (256, 256)), ("logvar.bias", (256,))]
     official = _fake(rows, seed=2)
     assert detect_kind(official, "prior") == "vae"
-    prior = MotionPrior(_official_prior_cfg("vae"))
-    prior.load_state_dict(map_official_prior(official), strict=True)
+    prior = build_official_prior(official)
+    assert prior.kind == "vae"
     assert torch.equal(prior.mu.weight, official["mean.weight"])
     assert torch.equal(prior.logvar.bias, official["logvar.bias"])
     del official["mean.bias"]
