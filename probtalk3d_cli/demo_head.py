@@ -87,9 +87,15 @@ def _row_angles() -> tuple[np.ndarray, int]:
 def _mouth_phi() -> float:
     """Polar angle whose front ray (theta = 0) meets the base surface at the lip line height."""
     grid = np.linspace(np.deg2rad(100), np.deg2rad(150), 2001)
-    theta = np.zeros_like(grid)
-    pts = _base_surface(theta, grid)
+    pts = _surface(np.zeros_like(grid), grid)
     return float(np.interp(MOUTH_Y, pts[::-1, 1], grid[::-1]))
+
+
+def _surface(theta, phi):
+    """Final surface points: the base surface plus the radial relief of the face."""
+    base = _base_surface(theta, phi)
+    d = _directions(theta, phi)
+    return base + _features(base, d)[..., None] * d
 
 
 def _directions(theta, phi):
@@ -160,9 +166,8 @@ def _build_mesh():
     delta = 0.5 * (phis[k_up + 2] - phis[k_up - 1]) / 3.0
     phi_g[k_up] -= delta * sep
     phi_g[k_up + 1] += delta * sep
-    base = _base_surface(theta_g, phi_g)
+    pts = _surface(theta_g, phi_g)
     d = _directions(theta_g, phi_g)
-    pts = base + _features(base, d)[..., None] * d
     # Open bottom rim: the last ring lies on the neck cylinder at NECK_BOTTOM_Y.
     pts[-1, :, 0] = 0.058 * np.sin(thetas)
     pts[-1, :, 1] = NECK_BOTTOM_Y
@@ -427,7 +432,7 @@ def write_demo_head(path: str | Path, obj_path: Optional[str | Path] = None) -> 
     d = demo_head_dict()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            pickle.dump(d, fh, protocol=2)
+            pickle.dump(d, fh, protocol=4)
     if obj_path is not None:
         atomic_write_text(obj_path, obj_text(d["v_template"], d["f"]))
     return Path(path)

@@ -251,7 +251,7 @@ def _load_flame_cached(path: str, mtime_ns: int, size: int) -> FlameModel:
     try:
         d = safe_load_pickle(path, what="FLAME model")
     except ValueError as exc:
-        raise ValueError(f"{exc}; " + _how_to_get()) from None
+        raise type(exc)(f"{exc}; " + _how_to_get()) from None  # keeps UnsafePickleError recognisable
     return flame_from_dict(d, path)
 
 
