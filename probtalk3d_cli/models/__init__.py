@@ -5,7 +5,12 @@ AudioEncoder is built.
 """
 
 from probtalk3d_cli.models.audio import AudioEncoder, build_audio_encoder
-from probtalk3d_cli.models.official_keys import map_official_predictor, map_official_prior
+from probtalk3d_cli.models.official_keys import (
+    build_official_predictor,
+    build_official_prior,
+    map_official_predictor,
+    map_official_prior,
+)
 from probtalk3d_cli.models.predictor import (
     LatentPredictor,
     MotionPredictor,
@@ -20,5 +25,6 @@ from probtalk3d_cli.models.quantizer import QuantizerOutput, VectorQuantizer
 __all__ = [
     "AudioEncoder", "build_audio_encoder", "LatentPredictor", "MotionPredictor", "PredictorOutput", "build_predictor",
     "load_predictor", "save_predictor", "MotionPrior", "PriorOutput", "build_prior", "load_prior", "save_prior",
-    "QuantizerOutput", "VectorQuantizer", "map_official_prior", "map_official_predictor",
+    "QuantizerOutput", "VectorQuantizer", "map_official_prior", "map_official_predictor", "build_official_prior",
+    "build_official_predictor",
 ]

@@ -109,6 +109,9 @@ def _build_hubert(cfg: AudioConfig, hubert_config: Optional[dict]):
         source, is_folder = name, False
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # unused-weight notices of the hub checkpoint are expected
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # per-retry connection warnings; our error below says what to do
     try:
         return HubertModel.from_pretrained(source)
     except OSError as exc:
@@ -119,6 +122,7 @@ def _build_hubert(cfg: AudioConfig, hubert_config: Optional[dict]):
         raise ValueError(f"audio.model {name!r} is not a Hugging Face id, a folder, or 'tiny' ({str(exc).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        hub_logger.setLevel(hub_level)
 
 
 def normalize_waveform(x: Tensor) -> Tensor:
