@@ -350,13 +350,15 @@ def _landmarks(v, faces):
     """Static (51) and dynamic (79 x 17) landmark embeddings: face index + barycentric coordinates."""
     mx = MOUTH_HALF_WIDTH
     pts = []
-    pts += [(sx * xx, BROW_Y + 0.004 - 0.08 * (xx - 0.03) ** 2, 0.06) for sx in (1, -1) for xx in np.linspace(0.012, 0.055, 5)]
+    pts += [(sx * xx, BROW_Y + 0.004 - 0.08 * (xx - 0.03) ** 2, 0.06) for sx in (1, -1)
+            for xx in np.linspace(0.012, 0.055, 5)]
     pts += [(0.0, yy, 0.08) for yy in np.linspace(0.01, -0.022, 4)]
     pts += [(xx, -0.032, 0.07) for xx in np.linspace(-0.016, 0.016, 5)]
     pts += [(sx * EYE_X + 0.011 * np.cos(a), EYE_Y + 0.005 * np.sin(a), 0.05) for sx in (1, -1)
             for a in np.linspace(0, 2 * np.pi, 6, endpoint=False)]
     pts += [(mx * np.cos(a), MOUTH_Y + 0.009 * np.sin(a), 0.06) for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)]
-    pts += [(0.018 * np.cos(a), MOUTH_Y + 0.003 * np.sin(a), 0.06) for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
+    pts += [(0.018 * np.cos(a), MOUTH_Y + 0.003 * np.sin(a), 0.06)
+            for a in np.linspace(0, 2 * np.pi, 8, endpoint=False)]
     contour = [(0.072 * np.sin(a), -0.035 - 0.062 * np.cos(a), -0.01 + 0.05 * np.cos(a))
                for a in np.linspace(-1.2, 1.2, 17)]  # along the jaw line
     idx, bary = _embed(v, faces, np.asarray(pts, dtype=np.float64))

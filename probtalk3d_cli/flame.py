@@ -367,7 +367,8 @@ class FlameConverter:
         self._basis = t(basis)
         self._jaw_basis = t(jb.reshape(basis.shape[0], -1))
         self._shape_basis = t(flame.shapedirs.transpose(2, 0, 1).reshape(N_SHAPE, n * 3))  # [300, V*3]
-        sj = flame.shapedirs[self.jaw_idx_np].transpose(2, 0, 1) - np.einsum("v,vck->kc", jr_jaw, flame.shapedirs)[:, None]
+        sj_joint = np.einsum("v,vck->kc", jr_jaw, flame.shapedirs)  # [300, 3]: how identity moves the jaw joint
+        sj = flame.shapedirs[self.jaw_idx_np].transpose(2, 0, 1) - sj_joint[:, None]
         self._shape_jaw_basis = t(sj.reshape(N_SHAPE, -1))  # [300, NJ*3]
         self._template = t(flame.v_template.reshape(-1))
         self._template_jaw = t((flame.v_template[self.jaw_idx_np] - jr_jaw @ flame.v_template).reshape(-1))

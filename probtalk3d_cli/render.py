@@ -300,23 +300,20 @@ class MeshRenderer:
 
     def _upload(self, data: np.ndarray) -> None:
         buffers = getattr(self._primitive, "_buffers", None)
-        if not buffers:
-            self._in_place = False  # pyrender internals changed: rebuild the mesh each frame (slower, same image)
+        if not buffers:  # pyrender internals changed: rebuild the mesh each frame instead (slower, same image)
             log.debug("pyrender primitive has no vertex buffer handle; rebuilding the mesh per frame")
-            return self.render_rebuild(data)
+            self._in_place = False
+            self.scene.remove_node(self._mesh_node)
+            self._primitive = self._pyrender.Primitive(positions=data[:, :3], normals=data[:, 3:],
+                                                       indices=self.faces, material=self.material)
+            self._mesh_node = self.scene.add(self._pyrender.Mesh([self._primitive]))
+            return
         from OpenGL import GL
 
         self.renderer._platform.make_current()
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buffers[0])
         GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, data.nbytes, data)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-
-    def render_rebuild(self, data: np.ndarray) -> None:
-        pyrender = self._pyrender
-        self.scene.remove_node(self._mesh_node)
-        self._primitive = pyrender.Primitive(positions=data[:, :3], normals=data[:, 3:], indices=self.faces,
-                                             material=self.material)
-        self._mesh_node = self.scene.add(pyrender.Mesh([self._primitive]))
 
     def close(self) -> None:
         r = getattr(self, "renderer", None)

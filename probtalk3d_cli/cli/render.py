@@ -40,8 +40,8 @@ def render_command(
     labels: Annotated[Optional[str], typer.Option(
         "--labels", help="Comma-separated panel labels (default: file names when side by side).",
         show_default=False)] = None,
-    size: Annotated[Optional[int], typer.Option("--size", help="Panel size in pixels, even (config render.size, default 512).",
-                                                show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option(
+        "--size", help="Panel size in pixels, even (config render.size, default 512).", show_default=False)] = None,
     fps: Annotated[Optional[int], typer.Option("--fps", help="Frames per second (config render.fps, default 25).",
                                                show_default=False)] = None,
     camera_distance: Annotated[Optional[float], typer.Option(
@@ -50,10 +50,11 @@ def render_command(
     color: Annotated[Optional[str], typer.Option("--color", help="Mesh colour R,G,B in [0, 1] (config render.color).",
                                                  show_default=False)] = None,
     backend: Annotated[Optional[str], typer.Option(
-        "--backend", help="Offscreen OpenGL: auto | egl | osmesa (config render.backend, default auto; env PYOPENGL_PLATFORM).",
+        "--backend", help="Offscreen OpenGL: auto | egl | osmesa (config render.backend, default auto; env "
+                          "PYOPENGL_PLATFORM).",
         show_default=False)] = None,
-    crf: Annotated[Optional[int], typer.Option("--crf", help="H.264 quality, lower is better (config render.crf, default 20).",
-                                               show_default=False)] = None,
+    crf: Annotated[Optional[int], typer.Option(
+        "--crf", help="H.264 quality, lower is better (config render.crf, default 20).", show_default=False)] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     device: DeviceOpt = "auto",

@@ -130,6 +130,21 @@ def test_colours_are_rgb_and_shading_is_smooth(conv, flame):
     assert np.abs(np.diff(row)).max() < 40  # no faceting steps across the cheek
 
 
+def test_in_place_updates_equal_rebuilding_the_mesh(conv):
+    seq = talking(conv, 3)
+    cam = frame_camera(seq[:1])
+    with MeshRenderer(conv.faces, conv.num_vertices, cam, size=(64, 64)) as fast:
+        in_place = [fast.render(v) for v in seq]
+    with MeshRenderer(conv.faces, conv.num_vertices, cam, size=(64, 64)) as slow:
+        slow.render(seq[0])
+        slow._primitive._buffers = []  # as if pyrender had no buffer handle: the renderer rebuilds the mesh instead
+        rebuilt = [in_place[0]] + [slow.render(v) for v in seq[1:]]
+        assert not slow._in_place
+    for a, b in zip(in_place, rebuilt):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(in_place[1].astype(int) - in_place[0].astype(int)).max() > 50  # the frames really differ
+
+
 def test_side_by_side_width_labels_and_held_frames(tmp_path, conv):
     a = talking(conv, 6)
     b = talking(conv, 4)

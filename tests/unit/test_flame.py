@@ -1,4 +1,4 @@
-"""FLAME conversion: golden equality with smplx `lbs()`, chunking, shape modes, motion transfer, safe loading, regions."""
+"""FLAME conversion: golden equality with smplx `lbs()`, chunking, shape modes, transfer, safe loading, regions."""
 
 from __future__ import annotations
 
