@@ -366,7 +366,10 @@ def _apply_label(frame: np.ndarray, alpha: np.ndarray, at: tuple[int, int], x_of
 
 
 def find_sidecar_audio(path: str | Path) -> Optional[Path]:
-    """The audio named by `<stem>.json` next to an animation file (field "audio"; relative to the JSON's folder)."""
+    """The audio named by `<stem>.json` next to an animation file (field "audio").
+
+    A relative path is looked up next to the JSON file first, then in the current folder; None when absent.
+    """
     p = Path(path)
     sidecar = p.with_suffix(".json")
     if not sidecar.is_file():
@@ -379,13 +382,13 @@ def find_sidecar_audio(path: str | Path) -> Optional[Path]:
     audio = meta.get("audio") if isinstance(meta, dict) else None
     if not audio:
         return None
-    a = Path(audio).expanduser()
-    if not a.is_absolute():
-        a = sidecar.parent / a
-    if not a.is_file():
-        log.warning("audio %s named in %s does not exist; rendering without audio", a, sidecar)
-        return None
-    return a
+    a = Path(str(audio)).expanduser()
+    candidates = [a] if a.is_absolute() else [sidecar.parent / a, Path.cwd() / a]
+    for c in candidates:
+        if c.is_file():
+            return c
+    log.warning("audio %s named in %s does not exist; rendering without audio", audio, sidecar)
+    return None
 
 
 def fit_audio(audio: np.ndarray, sample_rate: int, frames: int, fps: float) -> tuple[np.ndarray, str]:
