@@ -68,6 +68,8 @@ class AudioConfig:
     freeze_feature_encoder: bool = True  # official: CNN feature encoder frozen
     freeze_projection: bool = True  # official: feature projection frozen
     freeze_layers: int = 2  # official: transformer layers 0..1 frozen
+    cache_cnn: bool = True  # training: keep the frozen CNN output per clip in RAM (exact; not with random crops)
+    cache_cnn_max_gb: float = 4.0  # RAM budget of that cache
     tiny_hidden: int = 64  # sizes of the `tiny` config (tests and the demo model)
     tiny_layers: int = 2
     tiny_heads: int = 2
@@ -217,7 +219,7 @@ NON_NEGATIVE = {
     "predictor.w_jaw", "audio.freeze_layers", "train_prior.weight_decay", "train_pred.weight_decay",
     "train_prior.grad_clip", "train_pred.grad_clip", "train_prior.patience", "train_pred.patience",
     "train_prior.save_every_steps", "train_pred.save_every_steps", "generate.fact", "generate.overlap_seconds",
-    "eval.fact", "render.crf", "render.camera_distance",
+    "eval.fact", "render.crf", "render.camera_distance", "audio.cache_cnn_max_gb",
 }
 
 

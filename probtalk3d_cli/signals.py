@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -18,3 +19,18 @@ def install_sigterm_handler() -> None:
     """Make SIGTERM raise `Terminated` (only possible from the main thread; elsewhere a no-op)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold SIGINT/SIGTERM for the duration of a short critical section (bookkeeping that must not be torn);
+    a signal that arrives meanwhile is delivered when the block ends."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

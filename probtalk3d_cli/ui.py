@@ -15,7 +15,14 @@ _STATE = {"quiet": False, "debug": False}
 
 
 def configure(quiet: bool = False, debug: bool = False) -> None:
-    """Set quiet/debug mode and route `logging` to stderr (rich formatting when available)."""
+    """Set quiet/debug mode and route `logging` to stderr (rich formatting when available).
+
+    Under torchrun only rank 0 talks: other ranks are quiet (errors and warnings still show).
+    """
+    import os
+
+    if os.environ.get("RANK", "0").isdigit() and int(os.environ.get("RANK", "0")) > 0:
+        quiet = True
     _STATE["quiet"] = quiet
     _STATE["debug"] = debug
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)

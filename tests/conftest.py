@@ -57,3 +57,39 @@ def cli(runner):
         return runner.invoke(app, [str(a) for a in args], **kwargs)
 
     return _invoke
+
+
+@pytest.fixture(scope="session")
+def synthetic_data(tmp_path_factory) -> Path:
+    """A small synthetic corpus (2 subjects, 3 sentences per emotion/level; ~134 clips) shared by the session."""
+    from probtalk3d_cli.data.synthetic import make_synthetic_corpus
+
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    make_synthetic_corpus(out, subjects=2, sentences=3, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_prior_run(synthetic_data, tmp_path_factory) -> Path:
+    """A stage-1 run trained with configs/tiny.yaml (6 epochs) on `synthetic_data` (about 10 s)."""
+    from probtalk3d_cli.config import load_config
+    from probtalk3d_cli.device import resolve_device
+    from probtalk3d_cli.training.stages import train_prior
+
+    out = tmp_path_factory.mktemp("runs") / "prior"
+    cfg = load_config([TINY_CONFIG], ["train_prior.epochs=6"])
+    train_prior(cfg, synthetic_data, out, resolve_device("cpu"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pred_run(synthetic_data, tiny_prior_run, tmp_path_factory) -> Path:
+    """A stage-2 run (tiny HuBERT, tiny predictor) on top of `tiny_prior_run`."""
+    from probtalk3d_cli.config import load_config
+    from probtalk3d_cli.device import resolve_device
+    from probtalk3d_cli.training.stages import train_pred
+
+    out = tmp_path_factory.mktemp("runs") / "pred"
+    cfg = load_config([TINY_CONFIG], ["train_pred.epochs=1"])
+    train_pred(cfg, synthetic_data, out, resolve_device("cpu"), prior=tiny_prior_run)
+    return out

@@ -63,6 +63,8 @@ class ProbTalkGroup(TyperGroup):
         except Terminated:
             _error_line("terminated (SIGTERM); finished outputs are kept, no partial files were left")
             ctx.exit(EXIT_SIGTERM)
+        except BrokenPipeError:  # `probtalk3d ... | head`: let Typer's main silence it
+            raise
         except Exception as exc:  # noqa: BLE001 - the one place where every error becomes a message
             if is_debug():
                 raise

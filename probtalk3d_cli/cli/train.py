@@ -3,44 +3,97 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
 from probtalk3d_cli.cli import app
-from probtalk3d_cli.cli._common import ConfigOpt, DeviceOpt, SetOpt, not_built
+from probtalk3d_cli.cli._common import ConfigOpt, DeviceOpt, SetOpt, resolve, say
+
+DataOpt = Annotated[Path, typer.Option("--data", help="DATA folder written by `probtalk3d preprocess`.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Run directory: config.yaml, last.pt, best.pt, metrics.jsonl, "
+                                                    "loss_curve.png.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")]
+VaeOpt = Annotated[bool, typer.Option("--vae", help="Train the VAE comparison variant instead of the VQ-VAE.")]
+EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help="Maximum epochs (train_*.epochs).")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Clips per batch (train_*.batch_size).")]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32 | bf16 (train_*.precision).")]
+
+
+def _config(section: str, out: Path, resume: bool, config, set_, flags):
+    files = [out / "config.yaml"] if resume and (out / "config.yaml").exists() else []
+    return resolve(files + list(config or []), set_, {f"{section}.{k}": v for k, v in flags.items()})
+
+
+def _report(result) -> None:
+    from probtalk3d_cli.training.trainer import finish_process
+
+    best = f"{result.best_path} (validation loss {result.best_val:.5f})" if result.best_val is not None else \
+        str(result.best_path)
+    say(f"trained {result.epochs} epochs, {result.steps} steps{' (early stop)' if result.stopped_early else ''}")
+    say(f"best: {best}")
+    say(f"last: {result.last_path}")
+    finish_process()
 
 
 @app.command("train-prior")
 def train_prior(
-    data: Annotated[Path, typer.Option("--data", help="DATA folder written by `preprocess`.")],
-    out: Annotated[Path, typer.Option("--out", help="Run directory (config.yaml, last.pt, best.pt, metrics.jsonl).")],
-    vae: Annotated[bool, typer.Option("--vae", help="Train the VAE variant instead of the VQ-VAE.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    data: DataOpt,
+    out: OutOpt,
+    vae: VaeOpt = False,
+    resume: ResumeOpt = False,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Stage 1: train the motion prior (VQ-VAE by default) on motion only.
 
+    Ctrl-C or SIGTERM saves a resumable last.pt; run again with --resume. Under `torchrun --nproc_per_node=N`
+    the same command trains with DistributedDataParallel.
+
     Example: probtalk3d train-prior --data data/synth --out runs/prior --config configs/tiny.yaml
     """
-    not_built("train-prior")
+    from probtalk3d_cli.device import resolve_device
+    from probtalk3d_cli.training.stages import train_prior as run
+
+    cfg = _config("train_prior", out, resume, config, set_,
+                  {"epochs": epochs, "batch_size": batch_size, "precision": precision})
+    if vae:
+        cfg.prior.kind = "vae"
+    _report(run(cfg, data, out, resolve_device(device), resume=resume))
 
 
 @app.command("train-pred")
 def train_pred(
-    data: Annotated[Path, typer.Option("--data", help="DATA folder written by `preprocess`.")],
-    out: Annotated[Path, typer.Option("--out", help="Run directory.")],
-    prior: Annotated[Path, typer.Option("--prior", help="Stage-1 run directory or checkpoint.")] = None,
-    vae: Annotated[bool, typer.Option("--vae", help="Train the VAE-variant predictor.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.pt.")] = False,
+    data: DataOpt,
+    out: OutOpt,
+    prior: Annotated[Optional[Path], typer.Option("--prior", help="Stage-1 run directory or prior checkpoint "
+                                                                  "(not needed with --resume).")] = None,
+    vae: Annotated[bool, typer.Option("--vae", help="Expect a VAE prior (the predictor follows the prior's kind).")]
+    = False,
+    resume: ResumeOpt = False,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Stage 2: train the speech- and style-conditioned predictor on top of a frozen prior.
 
+    The result (best.pt) is self-contained: prior, HuBERT and predictor weights, style vocabulary and normalisation,
+    so `generate` needs only that file.
+
     Example: probtalk3d train-pred --data data/synth --prior runs/prior --out runs/pred --config configs/tiny.yaml
     """
-    not_built("train-pred")
+    from probtalk3d_cli.device import resolve_device
+    from probtalk3d_cli.training.stages import train_pred as run
+
+    cfg = _config("train_pred", out, resume, config, set_,
+                  {"epochs": epochs, "batch_size": batch_size, "precision": precision})
+    result = run(cfg, data, out, resolve_device(device), prior=prior, resume=resume, expect_vae=vae)
+    _report(result)

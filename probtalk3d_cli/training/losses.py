@@ -41,7 +41,7 @@ def _section(cfg, name: str, cls):
     raise TypeError(f"expected a Config or {cls.__name__}, got {type(cfg).__name__}")
 
 
-def prior_losses(prior, batch: dict, cfg: Union[Config, PriorConfig]) -> dict[str, Tensor]:
+def prior_losses(prior, batch: dict, cfg: Union[Config, PriorConfig], out=None) -> dict[str, Tensor]:
     """Stage-1 loss of a MotionPrior on a collated batch.
 
     VQ (§3.4): total = w_quant * vq + w_exp * exp + w_jaw * jaw.
@@ -51,6 +51,7 @@ def prior_losses(prior, batch: dict, cfg: Union[Config, PriorConfig]) -> dict[st
         prior: MotionPrior.
         batch: `motion` [B, T, 53] normalised, zero-padded; `mask` [B, T] bool.
         cfg: Config or its `prior` section (loss weights).
+        out: optional PriorOutput of `prior(motion, mask)` already computed for this batch (validation reuses it).
 
     Returns:
         {"vq" or "kl", "exp", "jaw", "total", "frames"}: 0-dim tensors; `total` carries the gradient; `frames` is
@@ -58,7 +59,8 @@ def prior_losses(prior, batch: dict, cfg: Union[Config, PriorConfig]) -> dict[st
     """
     pcfg = _section(cfg, "prior", PriorConfig)
     motion, mask = batch["motion"], batch["mask"]
-    out = prior(motion, mask)
+    if out is None:
+        out = prior(motion, mask)
     exp, jaw = recon_terms(out.recon, motion, mask)
     if prior.kind == "vq":
         terms = {"vq": out.vq_loss, "exp": exp, "jaw": jaw}
