@@ -9,7 +9,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -290,6 +290,6 @@ class AudioEncoder(nn.Module):
         return self.forward_from_cnn(cnn, frame_lengths)
 
 
-def build_audio_encoder(cfg: AudioConfig, hubert_config: Optional[Union[dict, None]] = None) -> AudioEncoder:
+def build_audio_encoder(cfg: AudioConfig, hubert_config: Optional[dict] = None) -> AudioEncoder:
     """AudioEncoder per config (hub id / folder / tiny) or from a stored HubertConfig dict (no download)."""
     return AudioEncoder(cfg, hubert_config)

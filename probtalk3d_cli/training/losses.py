@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-import torch
 from torch import Tensor
 
 from probtalk3d_cli.config import Config, PredictorConfig, PriorConfig
