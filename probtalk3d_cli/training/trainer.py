@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Test-only fault injection (documented in tests/integration/test_resume.py): "step:N" SIGKILLs the process right
 # after optimiser step N; "save:N" SIGKILLs it while writing the N-th checkpoint (after the temporary file is written,
-# before it is renamed into place).
+# before it is renamed into place); "slow:S" sleeps S seconds after every step.
 FAULT_ENV = "PROBTALK3D_FAULT"
 
 
@@ -175,6 +175,9 @@ def _fault(kind: str, count: int) -> None:
     if not spec:
         return
     want_kind, _, n = spec.partition(":")
+    if want_kind == "slow" and kind == "step":  # "slow:S": sleep S seconds after every step (signal tests)
+        time.sleep(float(n))
+        return
     if want_kind == kind and n.isdigit() and int(n) == count:
         import signal
 
@@ -230,7 +233,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [device.index] if device.type == "cuda" else None
-            self.loss_module = DDP(self.loss_module, device_ids=ids, find_unused_parameters=False)
+            # stage 2: HuBERT's LayerDrop and SpecAugment leave some parameters without gradient in some steps
+            self.loss_module = DDP(self.loss_module, device_ids=ids,
+                                   find_unused_parameters=spec.kind != "prior")
         self.saves = 0
         # progress state
         self.epoch = 0
@@ -251,9 +256,13 @@ class Trainer:
 
         t = self.t
         kw = dict(lr=t.lr, betas=tuple(t.betas), eps=t.eps, weight_decay=t.weight_decay)
-        if t.optimizer == "adamw":
-            return torch.optim.AdamW(self.params, **kw)
-        return torch.optim.Adam(self.params, **kw)
+        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        if self.device.type in ("cpu", "cuda"):
+            try:  # the fused kernel updates all parameters in one pass (same maths, less time on 82 M params)
+                return cls(self.params, fused=True, **kw)
+            except (RuntimeError, TypeError):
+                pass
+        return cls(self.params, **kw)
 
     def _batches(self, epoch: int) -> list[list[int]]:
         """Index batches of an epoch for this rank: DistributedSampler order from (seed, epoch), then chunks."""
@@ -420,6 +429,9 @@ class Trainer:
             log.info("resuming %s at epoch %d, batch %d, step %d", self.spec.name, self.epoch, self.batch_pos,
                      self.step)
         if self.stopped_early or self.epoch >= t.epochs or self._reached_max_steps():
+            if not self.finished:  # stopped between the last epoch and the final save
+                self.finished = True
+                self._save("last.pt", self._rng_for_finish())
             log.info("run %s already finished; nothing to do (raise train_*.epochs or max_steps to continue)",
                      self.run_dir)
             return self._result()
@@ -492,6 +504,9 @@ class Trainer:
         finally:
             shutdown_distributed(self.dist, self.device)
         return self._result()
+
+    def _rng_for_finish(self) -> dict:
+        return capture_rng()
 
     def _mark_boundary(self) -> None:
         """Remember the RNG state and epoch sums of the current optimiser-step boundary (what last.pt describes)."""
