@@ -34,17 +34,19 @@ def machine_info() -> dict:
             "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 
-def flame_sized_model(num_vertices: int = 5023, jaw_vertices: int = 2000, seed: int = 0):
+def flame_sized_model(num_vertices: int = 5023, jaw_vertices: int = 2000, run: int = 5, seed: int = 0):
     """A random model with FLAME 2020's sizes (5,023 vertices, 9,976 faces, 400 + 36 bases); the jaw moves
-    `jaw_vertices` of them (a generous guess for FLAME's lower face, so the timing is not flattered)."""
+    `jaw_vertices` of them (a generous guess for FLAME's lower face, so the timing is not flattered), in runs of
+    `run` consecutive indices (FLAME's official lip and upper-face regions come in runs of about 5)."""
     from probtalk3d_cli.flame import flame_from_dict
 
     rng = np.random.default_rng(seed)
     n = num_vertices
     w = np.zeros((n, 5))
     w[:, 1] = 1.0
-    jaw = rng.choice(n, jaw_vertices, replace=False)
-    w[jaw, 2] = rng.uniform(0.05, 1.0, jaw_vertices)
+    starts = np.sort(rng.choice(n // run, jaw_vertices // run, replace=False)) * run
+    jaw = (starts[:, None] + np.arange(run)).ravel()
+    w[jaw, 2] = rng.uniform(0.05, 1.0, len(jaw))
     w[jaw, 1] = 1.0 - w[jaw, 2]
     jr = rng.random((5, n))
     return flame_from_dict({
@@ -52,7 +54,7 @@ def flame_sized_model(num_vertices: int = 5023, jaw_vertices: int = 2000, seed: 
         "posedirs": rng.normal(size=(n, 3, 36)) * 1e-3, "J_regressor": jr / jr.sum(1, keepdims=True), "weights": w,
         "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]]),
         "f": rng.integers(0, n, size=(9976, 3)),
-    }, f"random FLAME-sized model ({n} vertices, {jaw_vertices} on the jaw)")
+    }, f"random FLAME-sized model ({n} vertices, {len(jaw)} on the jaw in runs of {run})")
 
 
 def inputs(frames: int, seed: int = 1):

@@ -351,7 +351,15 @@ class FlameConverter:
         jaw_w = flame.weights[:, JAW]
         self.jaw_idx_np = np.flatnonzero(jaw_w != 0.0)
         self.jaw_idx = torch.as_tensor(self.jaw_idx_np, device=self.device)
-        self._jaw_w = t(jaw_w[self.jaw_idx_np])[None, :, None]  # [1, NJ, 1]
+        wj = jaw_w[self.jaw_idx_np][:, None]  # [NJ, 1]: folded into the jaw bases below (w (R - I)(v - J) is linear)
+        # Contiguous runs of jaw vertices: adding into a few slices is much faster than a scatter (index_add).
+        breaks = np.flatnonzero(np.diff(self.jaw_idx_np) != 1) + 1
+        starts = np.concatenate([[0], breaks]).astype(int)
+        stops = np.concatenate([breaks, [len(self.jaw_idx_np)]]).astype(int)
+        self._jaw_runs = [(int(self.jaw_idx_np[a]), int(self.jaw_idx_np[a]) + int(b - a), int(a), int(b))
+                          for a, b in zip(starts, stops)]
+        if len(starts) > 64 and len(self.jaw_idx_np) < 2.5 * len(starts):
+            self._jaw_runs = None  # many short runs: one scatter is faster
         self.faces = flame.faces
         jr_jaw = flame.J_regressor[JAW]  # [V]
         cols = (self.jaw_idx_np[:, None] * 3 + np.arange(3)).ravel()
@@ -364,14 +372,15 @@ class FlameConverter:
         # Offsets of jaw vertices from the jaw joint: same products, minus the joint's own motion.
         jb = basis[:, cols].reshape(-1, len(cols) // 3, 3).copy()  # [109, NJ, 3]
         jb[:N_EXP] -= ej[:, None, :]
+        jb *= wj[None]
         self._basis = t(basis)
         self._jaw_basis = t(jb.reshape(basis.shape[0], -1))
         self._shape_basis = t(flame.shapedirs.transpose(2, 0, 1).reshape(N_SHAPE, n * 3))  # [300, V*3]
         sj_joint = np.einsum("v,vck->kc", jr_jaw, flame.shapedirs)  # [300, 3]: how identity moves the jaw joint
-        sj = flame.shapedirs[self.jaw_idx_np].transpose(2, 0, 1) - sj_joint[:, None]
+        sj = (flame.shapedirs[self.jaw_idx_np].transpose(2, 0, 1) - sj_joint[:, None]) * wj[None]
         self._shape_jaw_basis = t(sj.reshape(N_SHAPE, -1))  # [300, NJ*3]
         self._template = t(flame.v_template.reshape(-1))
-        self._template_jaw = t((flame.v_template[self.jaw_idx_np] - jr_jaw @ flame.v_template).reshape(-1))
+        self._template_jaw = t(((flame.v_template[self.jaw_idx_np] - jr_jaw @ flame.v_template) * wj).reshape(-1))
         self._scratch: dict = {}
         self._shape_cache: dict = {}
         if self._scale is not None:
@@ -478,12 +487,16 @@ class FlameConverter:
                 out.addmm_(shape[s:e], self._shape_basis_scaled)
             nj = len(self.jaw_idx_np)
             if nj:
-                d = torch.addmm(base_j, coef, self._jaw_basis, out=scratch["d"])  # v - J_jaw for jaw vertices
+                d = torch.addmm(base_j, coef, self._jaw_basis, out=scratch["d"])  # w (v - J_jaw), jaw vertices
                 if per_frame_shape:
                     d.addmm_(shape[s:e], self._shape_jaw_basis)
-                r = torch.bmm(d.view(e - s, nj, 3), m.transpose(1, 2), out=scratch["r"])  # (R - I)(v - J)
-                r.mul_(self._jaw_w)
-                out.view(e - s, -1, 3).index_add_(1, self.jaw_idx, r)
+                r = torch.bmm(d.view(e - s, nj, 3), m.transpose(1, 2), out=scratch["r"])  # w (R - I)(v - J)
+                out3 = out.view(e - s, -1, 3)
+                if self._jaw_runs is None:
+                    out3.index_add_(1, self.jaw_idx, r)
+                else:
+                    for v0, v1, r0, r1 in self._jaw_runs:
+                        out3[:, v0:v1].add_(r[:, r0:r1])
 
     def _shaped_bases(self, shape):
         key = shape.cpu().numpy().tobytes()

@@ -110,6 +110,23 @@ def test_random_flame_format_model_matches_smplx(tmp_path, weight_sum):
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-9)  # smplx adds 1e-8 to axis-angle vectors
 
 
+@pytest.mark.parametrize("pattern", ["every_other", "blocks"])
+def test_jaw_scatter_paths_match_smplx(pattern):
+    """Many isolated jaw vertices use one scatter; runs of consecutive vertices use slice additions."""
+    d = random_flame_dict(n=400, seed=11)
+    w = d["weights"]
+    jaw = np.arange(0, 400, 2) if pattern == "every_other" else (np.arange(0, 400, 40)[:, None] + np.arange(12)).ravel()
+    w[:, 2] = 0.0
+    w[jaw, 2] = np.linspace(0.1, 0.9, len(jaw))
+    w[:] = w / w.sum(1, keepdims=True)
+    fl = flame_from_dict(d, "pattern.pkl")
+    conv = FlameConverter(fl, dtype=torch.float64, chunk_size=6)
+    assert (conv._jaw_runs is None) == (pattern == "every_other")
+    shape, exp, jaw_pose = random_inputs(13, seed=12)
+    ref = smplx_reference(fl, shape, exp, jaw_pose)
+    np.testing.assert_allclose(conv.vertices(exp, jaw_pose, shape[0]), ref, rtol=0, atol=1e-9)
+
+
 def test_per_frame_shape_matches_smplx(demo):
     rng = np.random.default_rng(3)
     shapes, exp, jaw = rng.normal(size=(6, 300)), rng.normal(size=(6, 100)), rng.normal(size=(6, 3)) * 0.2
