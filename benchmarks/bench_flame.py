@@ -31,7 +31,8 @@ def machine_info() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform()}
+            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}  # other work skews the timings
 
 
 def flame_sized_model(num_vertices: int = 5023, jaw_vertices: int = 2000, run: int = 5, seed: int = 0):
