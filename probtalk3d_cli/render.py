@@ -81,11 +81,17 @@ def activate_gl_backend(requested: str = "auto") -> str:
     Raises:
         RuntimeError: OpenGL was already initialised in this process with a different platform.
     """
+    if "OpenGL.platform" in sys.modules:  # PyOpenGL picked its platform at import; it cannot change any more
+        name = type(getattr(sys.modules["OpenGL.platform"], "PLATFORM", None)).__name__.lower()
+        current = "egl" if "egl" in name else "osmesa" if "osmesa" in name else name or "unknown"
+        wanted = current if (requested or "auto").strip().lower() == "auto" and current in GL_BACKENDS \
+            else choose_gl_backend(requested)
+        if wanted != current:
+            raise RuntimeError(f"OpenGL is already initialised with platform {current!r} in this process; cannot "
+                               f"switch to {wanted!r} (run a new process, or pass --backend {current})")
+        os.environ["PYOPENGL_PLATFORM"] = current
+        return current
     backend = choose_gl_backend(requested)
-    current = os.environ.get("PYOPENGL_PLATFORM", "").strip().lower()
-    if "OpenGL.platform" in sys.modules and current != backend:
-        raise RuntimeError(f"OpenGL is already initialised with platform {current or 'default'!r} in this process; "
-                           f"cannot switch to {backend!r} (run a new process or pass --backend {current or 'auto'})")
     os.environ["PYOPENGL_PLATFORM"] = backend
     return backend
 

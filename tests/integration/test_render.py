@@ -221,9 +221,11 @@ def test_cannot_switch_platform_after_opengl_is_loaded(conv):
 
     MeshRenderer(conv.faces, conv.num_vertices, np.eye(4), size=(16, 16)).close()  # loads OpenGL
     assert "OpenGL.platform" in sys.modules
-    other = "egl" if os.environ["PYOPENGL_PLATFORM"] == "osmesa" else "osmesa"
+    current = os.environ["PYOPENGL_PLATFORM"]
+    other = "egl" if current == "osmesa" else "osmesa"
     with pytest.raises(RuntimeError, match="already initialised"):
         activate_gl_backend(other)
+    assert activate_gl_backend("auto") == current == activate_gl_backend(current)
 
 
 @pytest.mark.skipif(ctypes.util.find_library("OSMesa") is None, reason="libOSMesa is not installed")
