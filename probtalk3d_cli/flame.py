@@ -463,14 +463,14 @@ class FlameConverter:
         """Write frames s..e into `out` [e - s, V*3] (no large temporaries: page faults cost more than the maths)."""
         import torch
 
-        key = (e - s,)
-        scratch = self._scratch.get(key)
-        if scratch is None:
+        t = e - s
+        if self._scratch.get("rows", 0) < t:  # grown on demand, reused across calls and the last short chunk
             nj = len(self.jaw_idx_np)
-            scratch = {"coef": torch.empty((e - s, self._basis.shape[0]), dtype=self.dtype, device=self.device),
-                       "d": torch.empty((e - s, nj * 3), dtype=self.dtype, device=self.device),
-                       "r": torch.empty((e - s, nj, 3), dtype=self.dtype, device=self.device)}
-            self._scratch = {key: scratch}  # keep one size only
+            self._scratch = {"rows": t,
+                             "coef": torch.empty((t, self._basis.shape[0]), dtype=self.dtype, device=self.device),
+                             "d": torch.empty((t, nj * 3), dtype=self.dtype, device=self.device),
+                             "r": torch.empty((t, nj, 3), dtype=self.dtype, device=self.device)}
+        scratch = {k: v[:t] for k, v in self._scratch.items() if k != "rows"}
         per_frame_shape = shape is not None and shape.shape[0] > 1
         base, base_j = self._template, self._template_jaw
         if shape is not None and not per_frame_shape:
