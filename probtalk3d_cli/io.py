@@ -25,6 +25,15 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".opus", ".aac")
 TMP_MARK = ".tmp-"  # every temporary file name contains this
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _explain_os_error(exc: OSError, path: Path) -> Exception:
     if exc.errno == errno.ENOSPC:
         return OSError(exc.errno, f"disk full while writing {path}; free some space and run the command again")
@@ -51,6 +60,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARK}", suffix=path.suffix, dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
     try:
         yield tmp
         try:

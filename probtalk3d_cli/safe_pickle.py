@@ -88,6 +88,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return np.dtype
         if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
             return lambda buf, dtype, shape, order: np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+        if module == "_codecs" and name == "encode":
+            # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(text, "latin1"): pure data
+            import codecs
+
+            return lambda text, encoding="utf-8": codecs.encode(text, encoding)
         if module in ("copy_reg", "copyreg") and name == "_reconstructor":
             return _reconstructor
         if module == "__builtin__" and name == "object" or module == "builtins" and name == "object":

@@ -82,3 +82,14 @@ def test_load_npy_checks(tmp_path):
     (tmp_path / "trunc.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:60])
     with pytest.raises(ValueError):
         load_npy(tmp_path / "trunc.npy")
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    p = atomic_save_npy(tmp_path / "x.npy", np.zeros(2))
+    mode = stat.S_IMODE(os.stat(p).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
