@@ -143,12 +143,16 @@ class EvalConfig:
     num_samples: int = 10
     seed: int = 1234
     temperature: float = 0.2
+    k: int = 1  # VQ: official top-k multinomial draw (last of k kept)
     deterministic: bool = False
     fact: float = 20.0
+    mean: bool = False  # VAE: z = mu (deterministic)
     regions_dir: Optional[str] = None
     batch_size: int = 4
     baselines: bool = False
     plots: bool = False
+    plot_clips: int = 3  # clips shown in the curve plots
+    out: str = "evaluation"  # output folder (flag --out)
 
 
 @dataclass
@@ -212,7 +216,7 @@ POSITIVE = {
     "train_pred.epochs", "train_pred.batch_size", "train_pred.grad_accum", "train_pred.lr", "train_pred.eps",
     "train_pred.val_every",
     "generate.num_samples", "generate.temperature", "generate.k", "generate.window_seconds", "generate.batch_size",
-    "eval.num_samples", "eval.temperature", "eval.batch_size", "render.size", "render.fps",
+    "eval.num_samples", "eval.temperature", "eval.batch_size", "eval.k", "eval.plot_clips", "render.size", "render.fps",
     "train_prior.max_steps", "train_pred.max_steps", "data.max_seconds",
 }
 NON_NEGATIVE = {
