@@ -232,10 +232,13 @@ class MeshRenderer:
         faces: [F, 3] triangles. num_vertices: V.
         camera_pose: 4x4 (see `frame_camera`). size: (width, height) in pixels.
         color: RGB in [0, 1]. backend: auto | egl | osmesa.
+        vertex_colors: optional per-vertex RGB(A) in [0, 1], [V, 3|4] (e.g. a heat map); multiplied by `color`, so
+            pass color=(1, 1, 1) to show them unchanged.
     """
 
     def __init__(self, faces: np.ndarray, num_vertices: int, camera_pose: np.ndarray, size=(512, 512),
-                 color: Sequence[float] = DEFAULT_COLOR, backend: str = "auto", background=(1.0, 1.0, 1.0)):
+                 color: Sequence[float] = DEFAULT_COLOR, backend: str = "auto", background=(1.0, 1.0, 1.0),
+                 vertex_colors: Optional[np.ndarray] = None):
         self.backend = activate_gl_backend(backend)
         import pyrender
 
@@ -245,6 +248,13 @@ class MeshRenderer:
         self.faces = np.ascontiguousarray(faces, dtype=np.uint32)
         self._normals = _NormalSolver(self.faces, self.num_vertices)
         self._flip_checked = False
+        self._colors = None
+        if vertex_colors is not None:
+            vc = np.asarray(vertex_colors, dtype=np.float32)
+            if vc.ndim != 2 or vc.shape[0] != self.num_vertices or vc.shape[1] not in (3, 4):
+                raise ValueError(f"vertex_colors has shape {list(vc.shape)}; expected [{self.num_vertices}, 3 or 4]")
+            alpha = np.ones((vc.shape[0], 1), np.float32)
+            self._colors = np.ascontiguousarray(np.concatenate([vc[:, :3], alpha], axis=1).clip(0.0, 1.0))
         rgb = [float(c) for c in color][:3]
         self.material = pyrender.MetallicRoughnessMaterial(baseColorFactor=rgb + [1.0], metallicFactor=0.0,
                                                            roughnessFactor=0.55, doubleSided=True)
@@ -272,7 +282,8 @@ class MeshRenderer:
     def _interleaved(self, verts: np.ndarray) -> np.ndarray:
         v = np.ascontiguousarray(verts, dtype=np.float32)
         n = self._normals(v)
-        return np.ascontiguousarray(np.concatenate([v, n], axis=1))
+        parts = [v, n] if self._colors is None else [v, n, self._colors]  # pyrender's interleaved buffer layout
+        return np.ascontiguousarray(np.concatenate(parts, axis=1))
 
     def _orient(self, verts: np.ndarray) -> None:
         """Flip the triangle winding once if the mesh's normals point inward (so front faces face the camera)."""
@@ -296,8 +307,8 @@ class MeshRenderer:
         if self._primitive is None or not self._in_place:
             if self._mesh_node is not None:
                 self.scene.remove_node(self._mesh_node)
-            self._primitive = pyrender.Primitive(positions=data[:, :3], normals=data[:, 3:], indices=self.faces,
-                                                 material=self.material)
+            self._primitive = pyrender.Primitive(positions=data[:, :3], normals=data[:, 3:6], indices=self.faces,
+                                                 material=self.material, color_0=self._colors)
             self._mesh_node = self.scene.add(pyrender.Mesh([self._primitive]))
         else:
             self._upload(data)
@@ -310,8 +321,9 @@ class MeshRenderer:
             log.debug("pyrender primitive has no vertex buffer handle; rebuilding the mesh per frame")
             self._in_place = False
             self.scene.remove_node(self._mesh_node)
-            self._primitive = self._pyrender.Primitive(positions=data[:, :3], normals=data[:, 3:],
-                                                       indices=self.faces, material=self.material)
+            self._primitive = self._pyrender.Primitive(positions=data[:, :3], normals=data[:, 3:6],
+                                                       indices=self.faces, material=self.material,
+                                                       color_0=self._colors)
             self._mesh_node = self.scene.add(self._pyrender.Mesh([self._primitive]))
             return
         from OpenGL import GL
