@@ -1,7 +1,8 @@
 """`probtalk3d export`: animations for other tools — glTF 2.0 / GLB (FLAME rig), CSV coefficients, OBJ sequences.
 
-Reference §9: FLAME is blend shapes (identity, expression, pose correctives) followed by linear blend skinning, which is
-exactly what glTF does (morph targets are applied before skinning), so params and motion files export as an exact rig.
+Reference §9: FLAME is blend shapes (identity, expression, pose correctives) followed by linear blend skinning, which
+is exactly what glTF does (morph targets are applied before skinning), so params and motion files export as an exact
+rig.
 Vertex files without parameters fall back to one morph target per frame (also exact, much larger).
 """
 
