@@ -129,7 +129,10 @@ def load_lightning_checkpoint(path: Union[str, Path]) -> dict:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        pass  # Lightning extras: examine the globals below
+        if not zipfile.is_zipfile(p):  # Lightning writes torch's zip format; anything else is damaged or foreign
+            raise ValueError(f"{p} is not a readable PyTorch checkpoint (not torch.save's zip format); download it "
+                             "again") from None
+        # else Lightning extras: examine the globals below
     except corrupt as exc:
         raise ValueError(f"{p} is not a readable PyTorch checkpoint ({type(exc).__name__}); download it again") from None
     try:

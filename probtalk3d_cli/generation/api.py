@@ -25,6 +25,7 @@ from probtalk3d_cli.generation.core import (
     ClipRequest,
     Sampling,
     check_window_fits,
+    default_window_seconds,
     plan_windows,
     synthesize,
 )
@@ -220,12 +221,12 @@ def _fit_window(g, model, given: Sequence[str]):
 
     from probtalk3d_cli.config import GenerateConfig
 
-    limit = min(int(model.config.prior.max_len), int(model.config.predictor.max_len)) // FPS
+    limit = default_window_seconds(model)
     if g.window_seconds <= limit or "window_seconds" in given or g.window_seconds != GenerateConfig().window_seconds:
         check_window_fits(model, g.window_seconds)
         return g
     g = copy.copy(g)
-    g.window_seconds = float(limit)
+    g.window_seconds = limit
     log.info("windows of %g s (this checkpoint's positional-encoding limit) instead of the default %g s",
              limit, GenerateConfig().window_seconds)
     return g

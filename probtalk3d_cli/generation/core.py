@@ -171,6 +171,15 @@ def plan_windows(num_samples: int, window_seconds: float = 60.0, overlap_seconds
     return out
 
 
+DEFAULT_WINDOW_SECONDS = 60.0
+
+
+def default_window_seconds(model) -> float:
+    """60 s, or less when the checkpoint's positional-encoding table is shorter (e.g. the tiny test models)."""
+    limit = min(int(model.config.prior.max_len), int(model.config.predictor.max_len)) // FPS
+    return float(min(DEFAULT_WINDOW_SECONDS, limit))
+
+
 def check_window_fits(model, window_seconds: float) -> None:
     """Raise ValueError if one window is longer than the model's positional-encoding table (reference §11.8)."""
     limit = min(int(model.config.prior.max_len), int(model.config.predictor.max_len))
@@ -316,7 +325,7 @@ def synthesize(
     num_samples: int = 1,
     sampling: Optional[Sampling] = None,
     *,
-    window_seconds: float = 60.0,
+    window_seconds: Optional[float] = None,
     overlap_seconds: float = 2.0,
     batch_size: int = 1,
     precision: str = "fp32",
@@ -335,7 +344,8 @@ def synthesize(
         requests: clips with their styles and generators.
         num_samples: N samples per style.
         sampling: decoding controls (default: VQ temperature 0.2, VAE fact 20).
-        window_seconds, overlap_seconds: windowing of long audio (see `plan_windows`).
+        window_seconds, overlap_seconds: windowing of long audio (see `plan_windows`); window None = 60 s or the
+            checkpoint's positional-encoding limit if shorter.
         batch_size: windows per HuBERT batch and (window, style) rows per predictor/decoder batch.
         precision: fp32 | bf16 (autocast; the code search stays fp32).
         denormalise: return FLAME units (exp, jaw) instead of the normalised [0, 1] feature.
@@ -356,6 +366,8 @@ def synthesize(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    if window_seconds is None:
+        window_seconds = default_window_seconds(model)
     check_window_fits(model, window_seconds)
     device = model_device(model)
     plans, outputs = [], []
@@ -433,7 +445,7 @@ def generate_motion(
     *,
     sampling: Optional[Sampling] = None,
     generator=None,
-    window_seconds: float = 60.0,
+    window_seconds: Optional[float] = None,
     overlap_seconds: float = 2.0,
     precision: str = "fp32",
     denormalise: bool = True,
