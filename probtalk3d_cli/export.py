@@ -150,12 +150,20 @@ def axis_angle_to_quaternion(aa: np.ndarray) -> np.ndarray:
 
 
 def rotation_matrices(aa: np.ndarray) -> np.ndarray:
-    """Axis-angle [T, 3] -> rotation matrices [T, 3, 3] float64 (the same Rodrigues formula as the converter)."""
-    import torch
+    """Axis-angle [T, 3] -> rotation matrices [T, 3, 3] float64 (numpy twin of `flame.rodrigues`, no torch import).
 
-    from probtalk3d_cli.flame import rodrigues
-
-    return rodrigues(torch.as_tensor(np.asarray(aa, dtype=np.float64).reshape(-1, 3))).numpy()
+    R = I + (sin t / t) K + ((1 - cos t) / t^2) K^2 with K the cross-product matrix of the axis-angle vector.
+    """
+    aa = np.asarray(aa, dtype=np.float64).reshape(-1, 3)
+    t2 = (aa * aa).sum(1)
+    small = t2 < 1e-8
+    t = np.sqrt(np.where(small, 1.0, t2))
+    s = np.where(small, 1.0 - t2 / 6.0, np.sin(t) / t)
+    c = np.where(small, 0.5 - t2 / 24.0, (1.0 - np.cos(t)) / (t * t))
+    x, y, z = aa.T
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], 1).reshape(-1, 3, 3)
+    return np.eye(3) + s[:, None, None] * k + c[:, None, None] * (k @ k)
 
 
 def skin_attributes(weights: np.ndarray, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -633,6 +641,9 @@ def export(input_path: str | Path, out: str | Path, flame=None, *, fmt: Optional
         meta.update(mode="obj-seq", exact=True, files="frame_000000.obj ... (one mesh per frame, metres)")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}", dir=out.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp creates 0700; the folder gets the usual permissions
         old = None
         try:
             if kind == "vertices":

@@ -373,6 +373,9 @@ def test_obj_sequence(tmp_path, flame, conv):
         np.testing.assert_allclose(v, ref[i], atol=6e-7)  # 6 decimals in metres
         np.testing.assert_array_equal(faces - 1, flame.faces)
     assert json.loads((tmp_path / "frames.json").read_text())["frames"] == 4
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's 0700
     # a second export replaces the earlier sequence; a folder holding other files is refused
     export(tmp_path / "clip.npy", out, flame, shape="zero")
     assert len(list(out.iterdir())) == 4
@@ -449,3 +452,11 @@ def test_axis_angle_to_quaternion():
     # 350 degrees then 10 degrees about x: same rotations, signs chosen for the short slerp
     q = axis_angle_to_quaternion(np.array([[np.deg2rad(350), 0, 0], [np.deg2rad(10), 0, 0]]))
     assert np.isclose(np.dot(q[0], q[1]), np.cos(np.deg2rad(10)))  # 20 degrees apart, not 340
+
+
+def test_rotation_matrices_match_the_converter():
+    from probtalk3d_cli.export import rotation_matrices
+    from probtalk3d_cli.flame import rodrigues
+
+    aa = np.concatenate([np.random.default_rng(6).normal(size=(50, 3)), np.zeros((1, 3)), np.full((1, 3), 1e-5)])
+    np.testing.assert_allclose(rotation_matrices(aa), rodrigues(torch.as_tensor(aa)).numpy(), atol=1e-15)
