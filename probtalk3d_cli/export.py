@@ -514,6 +514,14 @@ def _check_sidecar_free(sidecar: Path, input_path: Path, out: Path) -> None:
                      f"{input_path.name}); choose another --out name so it is not overwritten")
 
 
+def _shape_label(spec: Optional[str], kind: str) -> str:
+    if kind == "vertices":
+        return "baked into the vertices"
+    if spec is None:
+        return "keep" if kind == "params" else "zero"
+    return Path(spec).name if spec.lower().endswith(".npy") else spec
+
+
 def _audio_entry(audio: Optional[Path], sidecar: Path) -> Optional[str]:
     if audio is None:
         return None
@@ -605,8 +613,7 @@ def export(input_path: str | Path, out: str | Path, flame=None, *, fmt: Optional
         "keyframes": "frame i at i / fps seconds; the last keyframe at (frames - 1) / fps, the clip lasts frames / fps",
         "audio": _audio_entry(audio, side), "audio_name": audio.name if audio is not None else None,
         "audio_note": "glTF/CSV/OBJ carry no sound: play this file alongside, starting at time 0",
-        "shape": (shape if shape is not None else ("keep" if kind == "params" else "zero"))
-        if kind != "vertices" else "baked into the vertices",
+        "shape": _shape_label(shape, kind),
         "flame_model": None if flame is None else Path(str(flame.source)).name,
     }
     result = ExportOutput(path=out, sidecar=side, format=fmt, kind=kind, mode=fmt, exact=True, frames=n_t,
