@@ -351,7 +351,7 @@ def generate(
     groups: dict[AudioSource, list[Job]] = {}
     for job in todo:
         groups.setdefault(job.source, []).append(job)
-    bar = progress(None, total=len(todo), desc="generate", unit="job")
+    bar = progress(None, total=len(todo), desc="generate", unit="job", leave=False) if todo else _NoBar()
     try:
         items = list(groups.items())
         step = max(1, int(g.batch_size))
@@ -393,6 +393,14 @@ def generate(
         bar.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _sidecar(path: Path, job: Job, sample: int, frames: int, audio: np.ndarray, rate: Optional[int],
