@@ -77,7 +77,7 @@ def evaluate_command(
 
 
 def _print(res) -> None:
-    from probtalk3d_cli.evaluation.report import breakdown_table, comparison_table
+    from probtalk3d_cli.evaluation.report import UNIT_NOTE, breakdown_table, comparison_table
     from probtalk3d_cli.ui import is_quiet
 
     if is_quiet():
@@ -88,6 +88,7 @@ def _print(res) -> None:
     if not console.is_terminal:
         console = Console(width=160)
     console.print(comparison_table(res.report))
+    say(f"units: {UNIT_NOTE}")
     console.print(breakdown_table(res.report, "lve"))
     for note in res.notes:
         say(f"note: {note}")

@@ -156,12 +156,12 @@ def write_outputs(out_dir: Path, report: dict, results: Sequence, images: dict[s
 
 
 def comparison_table(report: dict) -> Any:
-    """A rich Table: one row per system, the metrics in mm / mm², with the unit note as caption."""
+    """A rich Table: one row per system, the metrics in mm / mm² (print `UNIT_NOTE` with it)."""
     from rich.table import Table
 
     split = report["split"]
     t = Table(title=f"evaluation — {split['name']} split, {report['clips']} clips, N = {report['num_samples']}, "
-                    f"seed {report['seed']}", caption=UNIT_NOTE, caption_justify="left")
+                    f"seed {report['seed']}")
     t.add_column("system", no_wrap=True)
     t.add_column("clips", justify="right")
     for _, head, unit in TABLE_COLUMNS:
