@@ -148,7 +148,7 @@ class EvalConfig:
     fact: float = 20.0
     mean: bool = False  # VAE: z = mu (deterministic)
     regions_dir: Optional[str] = None
-    batch_size: int = 4
+    batch_size: int = 1  # clips per padded model batch; 1 = bit-identical to `generate` (larger helps on GPUs)
     baselines: bool = False
     plots: bool = False
     plot_clips: int = 3  # clips shown in the curve plots

@@ -44,8 +44,8 @@ def evaluate_command(
                                 "emotion.")] = False,
     predictions: Annotated[Optional[List[str]], _opt("--predictions", help="Folder of generated .npy files (ours or "
                                                      "the official tool's); NAME=DIR sets the label (repeatable).")] = None,
-    batch_size: Annotated[Optional[int], _opt("--batch-size", help="Clips per padded model batch (eval.batch_size: 4; "
-                                              "1 = bit-identical to `generate`).")] = None,
+    batch_size: Annotated[Optional[int], _opt("--batch-size", help="Clips per padded model batch (eval.batch_size: 1 = "
+                                              "bit-identical to `generate`; more helps on GPUs).")] = None,
     quiet: Annotated[bool, _opt("--quiet", "-q", help="Print nothing but errors (same as probtalk3d -q).")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,

@@ -312,7 +312,7 @@ def _check_out(out: Optional[str | Path]) -> Optional[Path]:
 
 def evaluate(
     data_root: str | Path,
-    checkpoints: Sequence[str] = (),
+    checkpoints: Sequence[Any] = (),
     predictions: Sequence[str] = (),
     *,
     settings=None,
@@ -331,7 +331,8 @@ def evaluate(
 
     Args:
         data_root: DATA folder (param/*.npy, wav/*.wav, optional splits.json).
-        checkpoints: predictor checkpoints (paths, run folders, `demo`), each optionally as `NAME=PATH`.
+        checkpoints: predictor checkpoints (paths, run folders, `demo`), each optionally as `NAME=PATH`; loaded
+            checkpoint payloads and in-memory `MotionPredictor`s also work (label "model" unless `names` says).
         predictions: folders of generated `.npy` files (ours or the official tool's), each optionally `NAME=DIR`.
         settings: `EvalConfig` (split, num_samples, seed, sampling, batch_size, baselines, plots, plot_clips,
             regions_dir); default: the dataclass defaults.

@@ -109,6 +109,8 @@ class System:
 
 def split_name(spec: str) -> tuple[Optional[str], str]:
     """`NAME=PATH` -> (NAME, PATH); a plain path (or one that exists although it contains '=') -> (None, spec)."""
+    if not isinstance(spec, (str, Path)):
+        return None, spec  # an in-memory model or checkpoint payload
     text = str(spec)
     if "=" in text and not Path(text).exists():
         name, path = text.split("=", 1)
@@ -117,8 +119,10 @@ def split_name(spec: str) -> tuple[Optional[str], str]:
     return None, text
 
 
-def default_name(spec: str) -> str:
+def default_name(spec) -> str:
     """A short row label from a checkpoint / folder spec: `demo`, the run folder, or the file stem."""
+    if not isinstance(spec, (str, Path)):
+        return "model"
     if str(spec) == "demo":
         return "demo"
     p = Path(spec)
@@ -218,7 +222,7 @@ def _fit_window(model, window: tuple[float, float]) -> tuple[float, float]:
     return seconds, overlap
 
 
-def _predictor_system(payload: dict, name: str, device, settings, window: tuple[float, float]) -> System:
+def _predictor_system(payload, name: str, device, settings, window: tuple[float, float]) -> System:
     from probtalk3d_cli.generation.api import load_model
     from probtalk3d_cli.generation.core import Sampling
 
@@ -236,8 +240,9 @@ def _predictor_system(payload: dict, name: str, device, settings, window: tuple[
 MODEL_KINDS: dict[str, Callable[..., System]] = {"predictor": _predictor_system}
 
 
-def load_model_system(spec: str, name: str, device, settings, window: tuple[float, float]) -> System:
-    """A model system from a checkpoint path / run folder / `demo` (any kind in `MODEL_KINDS`).
+def load_model_system(spec, name: str, device, settings, window: tuple[float, float]) -> System:
+    """A model system from a checkpoint path / run folder / `demo` (any kind in `MODEL_KINDS`), a loaded checkpoint
+    payload, or an in-memory `MotionPredictor`.
 
     Raises:
         FileNotFoundError / ValueError: missing file, not a checkpoint, or a kind that cannot be evaluated (e.g. a
@@ -245,7 +250,15 @@ def load_model_system(spec: str, name: str, device, settings, window: tuple[floa
     """
     from probtalk3d_cli.checkpoint import load_checkpoint
 
-    payload = load_checkpoint(spec, expect=tuple(MODEL_KINDS))
+    if isinstance(spec, (str, Path)):
+        payload = load_checkpoint(spec, expect=tuple(MODEL_KINDS))
+    elif isinstance(spec, dict):
+        payload = spec
+        if payload.get("kind") not in MODEL_KINDS:
+            raise ValueError(f"checkpoint {payload.get('path', '')} is a {payload.get('kind')} checkpoint; evaluate needs "
+                             f"one of: {', '.join(MODEL_KINDS)}")
+    else:  # an in-memory model (MotionPredictor): load_model passes it through
+        return _predictor_system(spec, name, device, settings, window)
     return MODEL_KINDS[payload["kind"]](payload, name, device, settings, window)
 
 
