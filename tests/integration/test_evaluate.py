@@ -315,3 +315,24 @@ def test_split_file_keys_and_subjects(synthetic_data, tmp_path, test_keys):
         resolve_split(synthetic_data, str(f))
     with pytest.raises(ValueError, match="unknown split 'tset'"):
         resolve_split(synthetic_data, "tset")
+
+
+def test_generate_outputs_score_exactly_like_the_checkpoint(model_run, synthetic_data, tiny_pred_run, small_split,
+                                                            tmp_path):
+    """`generate` on the data's wavs with the clips' own styles, the same seed and N, scored with --predictions,
+    gives exactly the numbers of evaluating the checkpoint (batch size 1 on both sides)."""
+    from probtalk3d_cli.config import GenerateConfig
+    from probtalk3d_cli.evaluation.evaluate import evaluate
+    from probtalk3d_cli.generation import generate
+
+    res, _ = model_run
+    csv_path = tmp_path / "styles.csv"
+    csv_path.write_text("audio,subject,emotion,intensity\n" + "".join(
+        f"{synthetic_data / 'wav' / f'{k}.wav'},{k.subject},{k.emotion},{k.intensity}\n" for k in small_split[1]))
+    g = GenerateConfig(num_samples=3, seed=SEED)
+    generate(str(tiny_pred_run / "best.pt"), [], tmp_path / "gen", styles_csv=csv_path, settings=g,
+             allow_unseen_styles=True)
+    files = evaluate(synthetic_data, predictions=[str(tmp_path / "gen")], settings=_settings(split=str(small_split[0])),
+                     flame="demo")
+    assert files.systems[0].summary["overall"] == res.systems[0].summary["overall"]
+    assert [r["mve"] for r in files.systems[0].rows] == [r["mve"] for r in res.systems[0].rows]
