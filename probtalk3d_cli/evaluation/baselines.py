@@ -121,12 +121,14 @@ class MeanMotionBaseline(System):
         return [Prediction(motion=np.repeat(self.mean_for(c.key)[None, None], c.frames, axis=1)) for c in clips]
 
     def fallback_note(self) -> Optional[str]:
+        """One line on the styles that had no training clip (None when every style had its own mean)."""
         if not self.fallback:
             return None
-        kinds = sorted(set(self.fallback.values()))
-        return (f"mean-motion baseline: {len(self.fallback)} style(s) have no training clip and use the mean of "
-                f"{' or '.join('their (emotion, intensity)' if k == 'emotion-intensity' else 'all training frames' for k in kinds)}"
-                f" instead: {', '.join(sorted(self.fallback)[:8])}{' ...' if len(self.fallback) > 8 else ''}")
+        labels = sorted(self.fallback)
+        shown = ", ".join(f"{label} ({self.fallback[label]})" for label in labels[:8])
+        return (f"mean-motion baseline: {len(labels)} style(s) have no training clip and use a pooled mean instead "
+                f"(emotion-intensity = over all subjects, overall = all training frames): {shown}"
+                f"{' ...' if len(labels) > 8 else ''}")
 
     def describe(self) -> dict:
         d = super().describe()

@@ -100,7 +100,7 @@ def test_model_run_files_units_and_per_clip_rows(model_run, small_split, synthet
     assert sys0["metrics"]["mve"] == pytest.approx(float((frames * mve).sum() / frames.sum()), rel=1e-12)
 
 
-def test_one_clip_mve_lve_match_direct_numpy(model_run, synthetic_data, tiny_pred_run, small_split):
+def test_one_clip_mve_lve_match_direct_numpy(model_run, synthetic_data, tiny_pred_run, small_split, tmp_path):
     """Regenerate one clip's samples with the in-memory API and the same per-clip generator, then compute MVE and
     LVE with numpy on independently converted vertices."""
     from probtalk3d_cli.flame import load_flame
@@ -122,6 +122,16 @@ def test_one_clip_mve_lve_match_direct_numpy(model_run, synthetic_data, tiny_pre
     assert float(row["mve_m"]) == pytest.approx(mve, rel=1e-5)
     assert float(row["lve_m2"]) == pytest.approx(lve, rel=1e-4)
     assert 1e-4 < mve < 1e-2  # metres: a tenth of a millimetre to a centimetre
+    # the same clip alone: metrics.json's pooled MVE is that clip's MVE
+    from probtalk3d_cli.evaluation.evaluate import evaluate
+
+    one = tmp_path / "one.txt"
+    one.write_text(f"{key}\n")
+    evaluate(synthetic_data, [str(tiny_pred_run / "best.pt")], settings=_settings(split=str(one), batch_size=1),
+             flame="demo", out=tmp_path / "one")
+    report = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert report["clips"] == 1 and report["systems"][0]["metrics"]["mve"] == pytest.approx(mve, rel=1e-5)
+    assert report["systems"][0]["metrics"]["lve"] == pytest.approx(lve, rel=1e-4)
 
 
 def test_same_seed_same_numbers_other_seed_other_samples(model_run, synthetic_data, tiny_pred_run, small_split):
@@ -217,7 +227,7 @@ def test_mean_baseline_pools_frames_and_falls_back(tmp_path):
     assert np.allclose(overall.motion, 1.75)
     assert base.fallback == {"X002/happy/high": "emotion-intensity", "X002/surprised/low": "overall"}
     note = base.fallback_note()
-    assert "2 style(s) have no training clip" in note and "X002/happy/high" in note
+    assert "2 style(s) have no training clip" in note and "X002/happy/high (emotion-intensity)" in note
 
 
 def test_official_and_our_naming_missing_and_ignored_files(synthetic_data, small_split, tmp_path):
