@@ -246,10 +246,10 @@ def motion_vertices(conv, motion) -> "Any":
 
 
 def _as_tensor(x, conv):
+    """numpy array or tensor -> tensor of the converter's dtype on its device."""
     import torch
 
-    return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=conv.dtype,
-                           device=conv.device)
+    return torch.as_tensor(x if isinstance(x, torch.Tensor) else np.asarray(x), dtype=conv.dtype, device=conv.device)
 
 
 def lip_opening_vertices(neutral: np.ndarray, lip_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -280,6 +280,79 @@ def lip_opening(verts, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------------------
+
+
+class ClipScorer:
+    """Scores each clip for every system: FLAME vertices of the ground truth once, of each system's samples in one
+    batched call, then `compute_clip_metrics` into one `MetricAccumulator` per system (groups subject, emotion,
+    intensity); with plots also per-vertex error sums and the curve data of the chosen clips.
+
+    Args:
+        systems: the systems in table order. conv: the FlameConverter (zero shape, device).
+        lip_idx, upper_idx: region indices. seed: run seed (per-clip diversity shuffles).
+        plots: collect plot data. plot_at: 0-based clip positions whose curves are plotted.
+    """
+
+    def __init__(self, systems: Sequence[System], conv, lip_idx, upper_idx, seed: int, plots: bool = False,
+                 plot_at: Iterable[int] = ()):
+        import torch
+
+        from probtalk3d_cli.evaluation.metrics import MetricAccumulator
+
+        self.systems = list(systems)
+        self.conv = conv
+        self.lip_idx, self.upper_idx = lip_idx, upper_idx
+        self.seed = int(seed)
+        self.plots = plots
+        self.plot_at = set(plot_at)
+        self.reference = conv.neutral()  # [V, 3]: FLAME with every parameter zero (shape, expression, pose)
+        self.lips_up, self.lips_down = lip_opening_vertices(self.reference.cpu().numpy().astype(np.float64), lip_idx)
+        self.accumulators = {x.name: MetricAccumulator() for x in self.systems}
+        self._heat = {x.name: torch.zeros(conv.num_vertices, dtype=torch.float64, device=conv.device)
+                      for x in self.systems}
+        self._heat_frames = {x.name: 0 for x in self.systems}
+        self.curves: list[dict] = []
+        self.frames = 0
+        self.clips = 0
+
+    def add(self, clip: EvalClip, preds: dict[str, Optional[Prediction]]) -> None:
+        """Score one clip; `preds` maps system name -> its prediction (None = no prediction for this clip)."""
+        from probtalk3d_cli.evaluation.metrics import compute_clip_metrics
+
+        conv = self.conv
+        gt = motion_vertices(conv, clip.motion)  # [T, V, 3]
+        curve = None
+        if self.clips in self.plot_at:
+            curve = {"key": str(clip.key), "gt_motion": clip.motion,
+                     "gt_lip": lip_opening(gt, self.lips_up, self.lips_down), "systems": {}}
+        for x in self.systems:
+            p = preds.get(x.name)
+            if p is None:
+                continue
+            verts = motion_vertices(conv, p.motion) if p.motion is not None else _as_tensor(p.verts, conv)  # [N,T,V,3]
+            g = gt if p.gt_verts is None else _as_tensor(p.gt_verts, conv)
+            ref = self.reference if p.reference is None else _as_tensor(p.reference, conv)
+            m = compute_clip_metrics(g, verts, lip_idx=self.lip_idx, upper_idx=self.upper_idx, reference=ref,
+                                     rng=_diversity_rng(self.seed, clip.key))
+            self.accumulators[x.name].add(m, key=str(clip.key), subject=clip.key.subject,
+                                          emotion=EMOTIONS[clip.key.emotion],
+                                          intensity=INTENSITIES[clip.key.intensity])
+            if self.plots:
+                t = verts.shape[1]
+                self._heat[x.name] += (g[:t] - verts[0]).double().norm(dim=-1).sum(0)  # [V]
+                self._heat_frames[x.name] += t
+                if curve is not None and x.kind != "baseline":
+                    curve["systems"][x.name] = {"motion": None if p.motion is None else p.motion[:CURVE_SAMPLES],
+                                                "lip": lip_opening(verts[:CURVE_SAMPLES], self.lips_up, self.lips_down)}
+        if curve is not None:
+            self.curves.append(curve)
+        self.frames += clip.frames
+        self.clips += 1
+
+    def per_vertex_error(self) -> dict[str, np.ndarray]:
+        """{system: [V] mean over all scored frames of ‖gt − P‖ in metres} (systems with frames only)."""
+        return {name: (h / self._heat_frames[name]).cpu().numpy() for name, h in self._heat.items()
+                if self._heat_frames[name]}
 
 
 def _diversity_rng(seed: int, key: ClipKey) -> np.random.Generator:
@@ -358,7 +431,6 @@ def evaluate(
     from probtalk3d_cli.config import EvalConfig
     from probtalk3d_cli.evaluation import baselines as bl
     from probtalk3d_cli.evaluation import systems as sy
-    from probtalk3d_cli.evaluation.metrics import MetricAccumulator, compute_clip_metrics
     from probtalk3d_cli.flame import FlameConverter, FlameModel, load_flame, load_regions
     from probtalk3d_cli.ui import progress
 
@@ -403,51 +475,21 @@ def evaluate(
         systems += [mean_baseline, bl.ShiftedGroundTruthBaseline()]
 
     conv = FlameConverter(flame_model, device=device)
-    reference = conv.neutral()  # [V, 3]: FLAME with every parameter zero (shape, expression, pose)
-    lips_up, lips_down = lip_opening_vertices(reference.cpu().numpy().astype(np.float64), lip_idx)
-    accs = {sys_.name: MetricAccumulator() for sys_ in systems}
-    heat = {sys_.name: [torch.zeros(conv.num_vertices, dtype=torch.float64, device=device), 0] for sys_ in systems}
-    plot_at = set(_plot_indices(len(keys), s.plot_clips)) if s.plots else set()
-    curves: list[dict] = []
-    frames_total = 0
+    scorer = ClipScorer(systems, conv, lip_idx, upper_idx, s.seed, plots=s.plots,
+                        plot_at=_plot_indices(len(keys), s.plot_clips) if s.plots else ())
     dataset = ClipDataset(data_root, keys, audio=any(x.needs_audio for x in systems))
     bar = progress([], total=len(keys), desc="evaluate", unit="clip")
-    index = 0
     try:
         with torch.inference_mode():
             for batch in iterate_batches(dataset, s.batch_size, num_workers):
                 preds = {x.name: x.predict_batch(batch) for x in systems}
                 for j, clip in enumerate(batch):
-                    frames_total += clip.frames
-                    gt = motion_vertices(conv, clip.motion)  # [T, V, 3]
-                    curve = {"key": str(clip.key), "gt_motion": clip.motion,
-                             "gt_lip": lip_opening(gt, lips_up, lips_down), "systems": {}} \
-                        if index in plot_at else None
-                    for x in systems:
-                        p: Optional[Prediction] = preds[x.name][j]
-                        if p is None:
-                            continue
-                        verts = motion_vertices(conv, p.motion) if p.motion is not None else _as_tensor(p.verts, conv)
-                        g = gt if p.gt_verts is None else _as_tensor(p.gt_verts, conv)
-                        ref = reference if p.reference is None else _as_tensor(p.reference, conv)
-                        m = compute_clip_metrics(g, verts, lip_idx=lip_idx, upper_idx=upper_idx, reference=ref,
-                                                 rng=_diversity_rng(s.seed, clip.key))
-                        accs[x.name].add(m, key=str(clip.key), subject=clip.key.subject,
-                                         emotion=EMOTIONS[clip.key.emotion], intensity=INTENSITIES[clip.key.intensity])
-                        if s.plots:
-                            t = verts.shape[1]
-                            heat[x.name][0] += (g[:t] - verts[0]).double().norm(dim=-1).sum(0)
-                            heat[x.name][1] += t
-                            if curve is not None and x.kind != "baseline":
-                                curve["systems"][x.name] = {
-                                    "motion": None if p.motion is None else p.motion[:CURVE_SAMPLES],
-                                    "lip": lip_opening(verts[:CURVE_SAMPLES], lips_up, lips_down)}
-                    if curve is not None:
-                        curves.append(curve)
-                    index += 1
+                    scorer.add(clip, {name: p[j] for name, p in preds.items()})
                     bar.update(1)
     finally:
         bar.close()
+    accs, reference = scorer.accumulators, scorer.reference
+    frames_total = scorer.frames
 
     results = []
     for x in systems:
@@ -477,9 +519,9 @@ def evaluate(
         if s.plots:
             from probtalk3d_cli.evaluation import plots as pl
 
-            per_vertex = {name: (h / max(n, 1)).cpu().numpy() for name, (h, n) in heat.items()
-                          if n and name in {r.name for r in results if r.kind != "baseline"}}
-            images = pl.make_plots(results, curves, per_vertex, flame_model, reference.cpu().numpy())
+            shown = {r.name for r in results if r.kind != "baseline"}
+            per_vertex = {name: v for name, v in scorer.per_vertex_error().items() if name in shown}
+            images = pl.make_plots(results, scorer.curves, per_vertex, flame_model, reference.cpu().numpy())
         files = rp.write_outputs(out_dir, report, results, images)
     return EvaluationResult(results, report, files, len(keys), frames_total, time.perf_counter() - t0,
                             list(report.get("notes", [])))
