@@ -196,6 +196,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-long", action="store_true", help="skip the 1-minute / 10-minute memory cases")
     ap.add_argument("--threads", type=int, default=0, help="torch threads per worker (0 = torch's default)")
     ap.add_argument("--cases", default="", help="comma list of case names (default: all)")
+    ap.add_argument("--merge", action="store_true", help="update the cases measured now in an existing generate.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--long-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -259,6 +260,12 @@ def main(argv=None) -> dict:
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "generate.json"
+    if args.merge and path.exists():
+        old = json.loads(path.read_text())
+        old["cases"].update(result["cases"])
+        old["long_inputs"].update(result["long_inputs"])
+        old.setdefault("runs", []).append({"cases": sorted(result["cases"]), "machine": result["machine"]})
+        result = old
     tmp_path = path.with_name(".generate.json.tmp")
     tmp_path.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp_path, path)
