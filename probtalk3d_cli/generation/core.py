@@ -337,7 +337,7 @@ def synthesize(
     drawn from that style's generator and decoded as one batch, then cross-faded into the clip's output.
     With `batch_size` 1 every computation has batch size 1 (N for the decoder), so a clip's result is bit for bit
     the same whatever else is generated with it; a larger batch pads windows and styles into shared batches
-    (faster on GPUs; results then match to float rounding, about 1e-6).
+    (faster on GPUs; results then agree up to float rounding, ~1e-6, which can rarely flip a code choice).
 
     Args:
         model: MotionPredictor (its device is used; switched to eval mode for the call).
