@@ -132,7 +132,7 @@ class GenerateConfig:
     window_seconds: float = 60.0  # long audio is processed in windows of this length
     overlap_seconds: float = 2.0  # cross-faded overlap between windows
     batch_size: int = 1  # windows/jobs run as one padded batch; 1 = bit-identical whatever the batching/sharding
-    precision: str = "fp32"  # fp32 | bf16 (autocast; several times faster on CPUs with AVX512-BF16/AMX, not exact)
+    precision: str = "auto"  # auto (bf16 where native: AVX512-BF16/AMX CPUs, CUDA) | fp32 (exact, official numerics) | bf16
 
 
 @dataclass
@@ -152,6 +152,7 @@ class EvalConfig:
     baselines: bool = False
     plots: bool = False
     plot_clips: int = 3  # clips shown in the curve plots
+    precision: str = "auto"  # auto | fp32 | bf16, as generate.precision
     out: str = "evaluation"  # output folder (flag --out)
 
 
@@ -201,7 +202,8 @@ CHOICES: dict[str, tuple] = {
     "train_prior.precision": ("fp32", "bf16"),
     "train_pred.precision": ("fp32", "bf16"),
     "generate.format": ("params", "motion"),
-    "generate.precision": ("fp32", "bf16"),
+    "generate.precision": ("auto", "fp32", "bf16"),
+    "eval.precision": ("auto", "fp32", "bf16"),
     "render.backend": ("auto", "egl", "osmesa"),
 }
 

@@ -77,6 +77,31 @@ def autocast(device, enabled: bool = False, dtype: str = "bf16"):
     return torch.autocast(device_type=device.type, dtype=torch_dtype)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device) -> bool:
+    """True when `device` computes bf16 natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or AMX."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def resolve_precision(spec: str, device) -> str:
+    """`auto` -> bf16 where the device computes bf16 natively (inference only), else fp32; fp32/bf16 as given."""
+    if spec not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {spec!r}")
+    if spec == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return spec
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     import numpy as np

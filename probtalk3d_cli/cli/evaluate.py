@@ -44,6 +44,8 @@ def evaluate_command(
                                 "emotion.")] = False,
     predictions: Annotated[Optional[List[str]], _opt("--predictions", help="Folder of generated .npy files (ours or "
                                                      "the official tool's); NAME=DIR sets the label (repeatable).")] = None,
+    precision: Annotated[Optional[str], _opt("--precision", help="auto | fp32 | bf16 (eval.precision: auto = bf16 "
+                                             "where native; fp32 = official numerics).")] = None,
     batch_size: Annotated[Optional[int], _opt("--batch-size", help="Clips per padded model batch (eval.batch_size: 1 = "
                                               "bit-identical to `generate`; more helps on GPUs).")] = None,
     quiet: Annotated[bool, _opt("--quiet", "-q", help="Print nothing but errors (same as probtalk3d -q).")] = False,
@@ -66,7 +68,8 @@ def evaluate_command(
         "paths.flame_model": flame_model, "eval.regions_dir": str(regions_dir) if regions_dir else None,
         "eval.out": str(out) if out else None, "eval.seed": seed, "eval.temperature": temperature, "eval.k": k,
         "eval.deterministic": deterministic or None, "eval.fact": fact, "eval.mean": mean or None,
-        "eval.baselines": baselines or None, "eval.plots": plots or None, "eval.batch_size": batch_size})
+        "eval.baselines": baselines or None, "eval.plots": plots or None, "eval.batch_size": batch_size,
+        "eval.precision": precision})
     if cfg.data.root is None:
         raise ValueError("no data folder given; pass --data DATA (a folder made by `probtalk3d preprocess`)")
     res = evaluate(cfg.data.root, checkpoint or [], predictions or [], settings=cfg.eval,

@@ -49,7 +49,8 @@ def generate_command(
                                               "intensity.")] = False,
     batch_size: Annotated[Optional[int], _opt("--batch-size", help="Windows/jobs per padded batch (generate."
                                               "batch_size: 1 = bit-identical per job).")] = None,
-    precision: Annotated[Optional[str], _opt("--precision", help="fp32 | bf16 (generate.precision: fp32).")] = None,
+    precision: Annotated[Optional[str], _opt("--precision", help="auto | fp32 | bf16 (generate.precision: auto = bf16 "
+                                                  "where the device computes it natively; fp32 = official numerics).")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     device: DeviceOpt = "auto",

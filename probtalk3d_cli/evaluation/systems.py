@@ -163,7 +163,7 @@ class PredictorSystem(System):
     needs_audio = True
 
     def __init__(self, name: str, model, info: dict, sampling, num_samples: int, seed: int, *,
-                 window_seconds: float, overlap_seconds: float, batch_size: int):
+                 window_seconds: float, overlap_seconds: float, batch_size: int, precision: str = "fp32"):
         super().__init__(name)
         self.model = model
         self.info = info
@@ -173,6 +173,7 @@ class PredictorSystem(System):
         self.window_seconds = float(window_seconds)
         self.overlap_seconds = float(overlap_seconds)
         self.batch_size = int(batch_size)
+        self.precision = precision
         self.cut_clips = 0
 
     def check_subjects(self, keys: Sequence[ClipKey]) -> None:
@@ -191,7 +192,7 @@ class PredictorSystem(System):
         requests = [ClipRequest(c.audio, [(ids.index(c.key.subject), c.key.emotion, c.key.intensity)],
                                 [job_generator(self.seed, c.job_name)]) for c in clips]
         out = synthesize(self.model, requests, self.num_samples, self.sampling, window_seconds=self.window_seconds,
-                         overlap_seconds=self.overlap_seconds, batch_size=self.batch_size)
+                         overlap_seconds=self.overlap_seconds, batch_size=self.batch_size, precision=self.precision)
         preds = []
         for clip, per_style in zip(clips, out):
             motion, extra = cut_to(per_style[0], clip.frames)  # [N, T, 53] FLAME units
@@ -231,8 +232,13 @@ def _predictor_system(payload, name: str, device, settings, window: tuple[float,
                         float(settings.fact), bool(settings.mean)).validate(getattr(model.prior.cfg, "num_codes", None))
     seconds, overlap = _fit_window(model, window)
     system = PredictorSystem(name, model, info, sampling, settings.num_samples, settings.seed,
-                             window_seconds=seconds, overlap_seconds=overlap, batch_size=settings.batch_size)
+                             window_seconds=seconds, overlap_seconds=overlap, batch_size=settings.batch_size,
+                             precision=settings.precision)
     system.notes.extend(sampling.warnings(model.kind, settings.num_samples))
+    from probtalk3d_cli.device import resolve_precision
+    from probtalk3d_cli.generation.core import model_device
+
+    system.info["precision"] = resolve_precision(settings.precision, model_device(model))
     return system
 
 

@@ -18,6 +18,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from probtalk3d_cli import __version__
+from probtalk3d_cli.device import resolve_precision
 from probtalk3d_cli.data.schema import FPS, N_PARAMS, NFEATS, SAMPLE_RATE, motion_to_params
 from probtalk3d_cli.generation.core import (
     MIN_FRAMES,
@@ -26,6 +27,7 @@ from probtalk3d_cli.generation.core import (
     Sampling,
     check_window_fits,
     default_window_seconds,
+    model_device,
     plan_windows,
     synthesize,
 )
@@ -333,7 +335,7 @@ def generate(
         "num_samples": int(g.num_samples),
         "format": g.format,
         "window": {"window_seconds": float(g.window_seconds), "overlap_seconds": float(g.overlap_seconds)},
-        "precision": g.precision,
+        "precision": resolve_precision(g.precision, model_device(model)),
     }
     paths = {j.name: [safe_join(out_dir, n) for n in j.output_names(g.num_samples)] for j in jobs}
     todo = []

@@ -347,7 +347,8 @@ def synthesize(
         window_seconds, overlap_seconds: windowing of long audio (see `plan_windows`); window None = 60 s or the
             checkpoint's positional-encoding limit if shorter.
         batch_size: windows per HuBERT batch and (window, style) rows per predictor/decoder batch.
-        precision: fp32 | bf16 (autocast; the code search stays fp32).
+        precision: auto | fp32 | bf16 (autocast; the code search stays fp32); auto = bf16 where the device computes
+            it natively (CPUs with AVX512-BF16/AMX, CUDA), else fp32 — fp32 reproduces the official numerics.
         denormalise: return FLAME units (exp, jaw) instead of the normalised [0, 1] feature.
 
     Returns:
@@ -359,17 +360,16 @@ def synthesize(
     import torch
 
     from probtalk3d_cli.data.schema import denormalise_motion
-    from probtalk3d_cli.device import autocast
+    from probtalk3d_cli.device import autocast, resolve_precision
 
     sampling = (sampling or Sampling()).validate(getattr(model.prior.cfg, "num_codes", None))
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     if window_seconds is None:
         window_seconds = default_window_seconds(model)
     check_window_fits(model, window_seconds)
     device = model_device(model)
+    precision = resolve_precision(precision, device)
     plans, outputs = [], []
     for i, req in enumerate(requests):
         t = motion_frames_for_audio(len(req.audio))

@@ -43,8 +43,9 @@ def audio_dir(tmp_path_factory):
 
 
 def _cfg(**kw) -> GenerateConfig:
-    """Generate settings as configs/tiny.yaml has them (windows of 20 s, 1 s overlap) plus overrides."""
-    return GenerateConfig(**{"window_seconds": 20.0, "overlap_seconds": 1.0, **kw})
+    """Generate settings as configs/tiny.yaml has them (windows of 20 s, 1 s overlap) plus overrides; fp32 unless
+    asked, because these tests compare results across batchings and APIs (bf16 would add its own rounding)."""
+    return GenerateConfig(**{"window_seconds": 20.0, "overlap_seconds": 1.0, "precision": "fp32", **kw})
 
 
 def _files(folder):

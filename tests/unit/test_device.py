@@ -72,3 +72,26 @@ def test_seed_everything_repeats():
     a = torch.rand(3)
     seed_everything(7)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_resolve_precision():
+    from probtalk3d_cli.device import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_native_bf16_matches_cpu_flags():
+    from pathlib import Path
+
+    from probtalk3d_cli.device import native_bf16
+
+    info = Path("/proc/cpuinfo")
+    if not info.exists():
+        pytest.skip("no /proc/cpuinfo")
+    flags = info.read_text()
+    expected = "avx512_bf16" in flags or "amx_tile" in flags
+    assert native_bf16(torch.device("cpu")) == expected
