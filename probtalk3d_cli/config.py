@@ -117,6 +117,32 @@ def _pred_train_defaults() -> "TrainConfig":
     return TrainConfig(optimizer="adam", lr=1e-5, weight_decay=0.0)
 
 
+def _facediffuser_train_defaults() -> "TrainConfig":
+    # official FaceDiffuser (reference §10): torch Adam defaults with lr 1e-4, 51 epochs, no early stopping
+    return TrainConfig(epochs=51, optimizer="adam", lr=1e-4, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0,
+                       patience=0)
+
+
+@dataclass
+class FaceDiffuserConfig:
+    """The FaceDiffuser comparison model (reference §10): diffusion in vertex space with HuBERT inside the denoiser.
+
+    The network and schedule keys are fixed by a checkpoint; `sampler`, `sample_steps` and `eta` are read from the
+    current config at generate/evaluate time.
+    """
+
+    feature_dim: int = 256  # width of each of the 3 streams (audio x style, noisy motion, diffusion step)
+    conv_kernel: int = 9  # Conv1d(1 -> 1) kernel over the feature axis of the noisy motion (odd)
+    gru_hidden: int = 256  # GRU width
+    gru_layers: int = 2  # GRU layers
+    gru_dropout: float = 0.3  # dropout between GRU layers (training)
+    diffusion_steps: int = 1000  # diffusion timesteps
+    beta_schedule: str = "cosine"  # cosine | linear
+    sampler: str = "ddim"  # ddim | ddpm (ancestral, fixed-small variance)
+    sample_steps: int = 100  # sample over the last N timesteps (official skip_timesteps = diffusion_steps - N)
+    eta: float = 0.0  # DDIM eta (0 = deterministic given the start noise)
+
+
 @dataclass
 class GenerateConfig:
     """Inference settings for `generate`."""
@@ -128,7 +154,7 @@ class GenerateConfig:
     fact: float = 20.0  # VAE: z = mu + fact * sigma * eps
     mean: bool = False  # VAE: return mu (deterministic)
     seed: int = 1234
-    format: str = "params"  # params ([1,T,403] float64, official layout) | motion ([T,53] float32)
+    format: str = "params"  # params ([1,T,403] float64, official layout) | motion ([T,53] float32) | vertices (FaceDiffuser)
     window_seconds: float = 60.0  # long audio is processed in windows of this length
     overlap_seconds: float = 2.0  # cross-faded overlap between windows
     batch_size: int = 1  # windows/jobs run as one padded batch; 1 = bit-identical whatever the batching/sharding
@@ -184,6 +210,8 @@ class Config:
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     train_prior: TrainConfig = field(default_factory=TrainConfig)
     train_pred: TrainConfig = field(default_factory=_pred_train_defaults)
+    facediffuser: FaceDiffuserConfig = field(default_factory=FaceDiffuserConfig)
+    train_facediffuser: TrainConfig = field(default_factory=_facediffuser_train_defaults)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
@@ -201,7 +229,11 @@ CHOICES: dict[str, tuple] = {
     "train_pred.optimizer": ("adamw", "adam"),
     "train_prior.precision": ("fp32", "bf16"),
     "train_pred.precision": ("fp32", "bf16"),
-    "generate.format": ("params", "motion"),
+    "train_facediffuser.optimizer": ("adamw", "adam"),
+    "train_facediffuser.precision": ("fp32", "bf16"),
+    "facediffuser.beta_schedule": ("cosine", "linear"),
+    "facediffuser.sampler": ("ddim", "ddpm"),
+    "generate.format": ("params", "motion", "vertices"),
     "generate.precision": ("auto", "fp32", "bf16"),
     "eval.precision": ("auto", "fp32", "bf16"),
     "render.backend": ("auto", "egl", "osmesa"),
@@ -220,6 +252,10 @@ POSITIVE = {
     "generate.num_samples", "generate.temperature", "generate.k", "generate.window_seconds", "generate.batch_size",
     "eval.num_samples", "eval.temperature", "eval.batch_size", "eval.k", "eval.plot_clips", "render.size", "render.fps",
     "train_prior.max_steps", "train_pred.max_steps", "data.max_seconds",
+    "train_facediffuser.epochs", "train_facediffuser.batch_size", "train_facediffuser.grad_accum",
+    "train_facediffuser.lr", "train_facediffuser.eps", "train_facediffuser.val_every", "train_facediffuser.max_steps",
+    "facediffuser.feature_dim", "facediffuser.conv_kernel", "facediffuser.gru_hidden", "facediffuser.gru_layers",
+    "facediffuser.diffusion_steps", "facediffuser.sample_steps",
 }
 NON_NEGATIVE = {
     "data.num_workers", "prior.dropout", "predictor.dropout", "prior.beta", "prior.w_quant", "prior.w_exp",
@@ -228,6 +264,8 @@ NON_NEGATIVE = {
     "train_prior.grad_clip", "train_pred.grad_clip", "train_prior.patience", "train_pred.patience",
     "train_prior.save_every_steps", "train_pred.save_every_steps", "generate.fact", "generate.overlap_seconds",
     "eval.fact", "render.crf", "render.camera_distance", "audio.cache_cnn_max_gb",
+    "train_facediffuser.weight_decay", "train_facediffuser.grad_clip", "train_facediffuser.patience",
+    "train_facediffuser.save_every_steps", "facediffuser.gru_dropout", "facediffuser.eta",
 }
 
 
@@ -361,7 +399,7 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"config key '{dotted}' must be greater than 0, got {v!r}")
         if dotted in NON_NEGATIVE and v < 0:
             raise ConfigError(f"config key '{dotted}' must not be negative, got {v!r}")
-    for name in ("train_prior", "train_pred"):
+    for name in ("train_prior", "train_pred", "train_facediffuser"):
         t = getattr(cfg, name)
         if len(t.betas) != 2 or not all(0.0 <= b < 1.0 for b in t.betas):
             raise ConfigError(f"config key '{name}.betas' must be two numbers in [0, 1), got {t.betas!r}")
@@ -377,6 +415,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("config key 'audio.tiny_heads' must divide 'audio.tiny_hidden'")
     if len(cfg.render.color) not in (3, 4) or not all(0.0 <= c <= 1.0 for c in cfg.render.color):
         raise ConfigError("config key 'render.color' must be 3 numbers in [0, 1] (RGB)")
+    fd = cfg.facediffuser
+    if fd.conv_kernel % 2 == 0:
+        raise ConfigError(f"config key 'facediffuser.conv_kernel' must be odd (a 'same' convolution), got {fd.conv_kernel}")
+    if fd.sample_steps > fd.diffusion_steps:
+        raise ConfigError(f"config key 'facediffuser.sample_steps' ({fd.sample_steps}) must not exceed "
+                          f"'facediffuser.diffusion_steps' ({fd.diffusion_steps})")
     if cfg.generate.overlap_seconds * 2 >= cfg.generate.window_seconds:
         raise ConfigError("config key 'generate.overlap_seconds' must be less than half of 'generate.window_seconds'")
     return cfg
