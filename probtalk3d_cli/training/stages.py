@@ -250,3 +250,86 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
     if cache is not None:
         log.info("CNN feature cache: %d hits, %d misses, %.1f MB", cache.hits, cache.misses, cache.bytes / 1e6)
     return result
+
+
+# --------------------------------------------------------------------------------------------------------
+# FaceDiffuser (the comparison model, reference §10)
+# --------------------------------------------------------------------------------------------------------
+
+
+def train_facediffuser(cfg: Config, data_root: str | Path, out: str | Path, device, resume: bool = False
+                       ) -> TrainResult:
+    """Train the FaceDiffuser comparison model in vertex space (reference §10) with the common trainer.
+
+    Needs DATA/vertex/<KEY>.npy and DATA/templates_vert.npz from `probtalk3d preprocess vertices`. Same stage-2
+    clips, splits and identities as `train_pred`; loss = masked MSE of the predicted x0 at a uniform timestep.
+    Validation draws its timestep and noise per clip from (seed, key), so validation losses of different epochs
+    are comparable and best.pt is the epoch with the lowest one.
+
+    Args:
+        cfg: resolved Config (sections data, audio, facediffuser, train_facediffuser).
+        data_root: DATA folder (with the vertex data).
+        out: run directory.
+        device: torch.device.
+        resume: continue from out/last.pt exactly (the model is rebuilt from it; no network needed).
+
+    Returns:
+        TrainResult; best.pt / last.pt are self-contained `facediffuser` checkpoints (HuBERT, denoiser, templates).
+    """
+    from probtalk3d_cli.checkpoint import load_checkpoint
+    from probtalk3d_cli.data.dataset import collate_clips
+    from probtalk3d_cli.data.splits import list_clips, load_splits
+    from probtalk3d_cli.data.vertices_data import VertexAudioDataset, check_vertex_data, load_vertex_templates
+    from probtalk3d_cli.device import seed_everything
+    from probtalk3d_cli.models.facediffuser import FaceDiffuser, facediffuser_losses, validation_draws
+
+    data_root = Path(data_root)
+    tcfg = cfg.train_facediffuser
+    splitset = load_splits(data_root, cfg.data.splits)
+    identities = list(splitset.identities)
+    train_keys = list_clips(data_root, "pred", "train", cfg.data.splits)
+    val_keys = list_clips(data_root, "pred", "val", cfg.data.splits)
+    vertex_info = check_vertex_data(data_root, train_keys + val_keys, identities)  # before creating the run folder
+    run_dir, resume = _prepare_run_dir(Path(out), resume)
+    cfg.data.root = str(data_root)
+    seed_everything(tcfg.seed)
+    if resume:
+        model = FaceDiffuser.from_checkpoint(load_checkpoint(run_dir / "last.pt", expect="facediffuser"))
+        if list(model.identities) != identities:
+            raise ValueError(f"the run was trained with identities {model.identities}, but the data's splits define "
+                             f"{identities}; resume with the same data")
+    else:
+        templates = load_vertex_templates(data_root).select(identities)
+        model = FaceDiffuser.from_configs(cfg, identities, templates)
+    if int(vertex_info.get("num_vertices", model.num_vertices)) != model.num_vertices:
+        raise ValueError(f"the run's model has {model.num_vertices} vertices but {data_root} holds vertex data of "
+                         f"{vertex_info.get('num_vertices')}; resume with the same vertex data")
+    cfg.audio, cfg.facediffuser = model.config.audio, model.config.facediffuser  # the checkpoint describes the model
+    log.info("FaceDiffuser: %d training clips, %d validation clips, %d identities, %d vertices", len(train_keys),
+             len(val_keys), len(identities), model.num_vertices)
+    train_set = VertexAudioDataset(data_root, train_keys, identities, model.num_vertices, cache=cfg.data.cache,
+                                   max_frames=_max_frames(cfg), seed=tcfg.seed)
+    val_set = VertexAudioDataset(data_root, val_keys, identities, model.num_vertices, cache=cfg.data.cache)
+    cache = CnnFeatureCache(cfg.audio.cache_cnn_max_gb * 1e9) if _cnn_cache_usable(cfg) else None
+
+    def loss_fn(m, batch):
+        return facediffuser_losses(m, batch, feats=cache.features(m, batch) if cache is not None else None)
+
+    def val_fn(m, batch):
+        feats = cache.features(m, batch) if cache is not None else None
+        return facediffuser_losses(m, batch, feats=feats,
+                                   draws=validation_draws(batch, m.schedule.steps, tcfg.seed)), {}
+
+    meta = model.checkpoint_meta()
+    meta.update({"seed": tcfg.seed, "vertex_data": vertex_info})
+    meta.update(_data_meta(cfg, data_root, splitset, len(train_keys), len(val_keys)))
+    meta["fixes"] = ["HuBERT features computed once per clip and reused by every denoising step (official: every "
+                     "step, reference §11.10)", "padded batches with masks (official: batch size 1)"]
+    spec = StageSpec(name="facediffuser", kind="facediffuser", cfg=cfg, tcfg=tcfg, model=model, train_set=train_set,
+                     val_set=val_set, collate=collate_clips, loss_fn=loss_fn, meta=meta, val_fn=val_fn)
+    if dist_info().is_main:
+        save_config(cfg, run_dir / "config.yaml")
+    result = Trainer(spec, run_dir, device, resume=resume).fit()
+    if cache is not None:
+        log.info("CNN feature cache: %d hits, %d misses, %.1f MB", cache.hits, cache.misses, cache.bytes / 1e6)
+    return result
