@@ -20,6 +20,7 @@ import numpy as np
 from probtalk3d_cli import __version__
 from probtalk3d_cli.device import resolve_precision
 from probtalk3d_cli.data.schema import FPS, N_PARAMS, NFEATS, SAMPLE_RATE, motion_to_params
+from probtalk3d_cli.generation import facediffuser as _fd
 from probtalk3d_cli.generation.core import (
     MIN_FRAMES,
     MIN_SAMPLES,
@@ -46,9 +47,11 @@ from probtalk3d_cli.generation.jobs import (
 log = logging.getLogger(__name__)
 
 FORMATS = ("params", "motion")
+VERTEX_FORMAT = "vertices"  # FaceDiffuser checkpoints (reference §10)
 LAYOUTS = {
     "params": "official [1, T, 403] float64: shape 300 (zeros) | expression 100 (50 predicted + 50 zeros) | jaw 3",
     "motion": "[T, 53] float32: expression 50 | jaw 3 (FLAME units)",
+    VERTEX_FORMAT: "[T, V, 3] float32 vertex positions in metres, including the subject's template (identity)",
 }
 # Sidecar fields that must match for an existing output to count as done (anything else is an error).
 SETTINGS_KEYS = ("checkpoint_sha256", "sampling", "seed", "num_samples", "format", "window", "precision")
@@ -115,11 +118,19 @@ def file_sha256(path: Union[str, Path]) -> str:
 
 
 def load_model(checkpoint, device=None):
-    """(MotionPredictor in eval mode on `device`, checkpoint info dict) from a path / run dir / `demo` / payload / model."""
+    """(model in eval mode on `device`, checkpoint info dict) from a path / run dir / `demo` / payload / model.
+
+    The model is a MotionPredictor (kind "vq" / "vae") or, for a `facediffuser` checkpoint, a FaceDiffuser (kind
+    "facediffuser").
+    """
     import torch
 
+    from probtalk3d_cli.models.facediffuser import FaceDiffuser
     from probtalk3d_cli.models.predictor import MotionPredictor
 
+    if isinstance(checkpoint, FaceDiffuser):
+        model = checkpoint if device is None else checkpoint.to(device)
+        return model, {"path": None, "kind": model.kind, "sha256": None}
     if isinstance(checkpoint, MotionPredictor):
         model = checkpoint if device is None else checkpoint.to(device)
         return model, {"path": None, "kind": model.kind, "sha256": None,
@@ -129,7 +140,12 @@ def load_model(checkpoint, device=None):
     else:
         from probtalk3d_cli.checkpoint import load_checkpoint
 
-        payload = load_checkpoint(checkpoint, expect="predictor")
+        payload = load_checkpoint(checkpoint, expect=("predictor", "facediffuser"))
+    if payload.get("kind") == "facediffuser":
+        model = FaceDiffuser.from_checkpoint(payload).to(device or torch.device("cpu")).eval()
+        path = payload.get("path")
+        return model, {"path": str(Path(path).resolve()) if path else None, "kind": model.kind,
+                       "sha256": file_sha256(path) if path and Path(path).is_file() else None}
     model = MotionPredictor.from_checkpoint(payload).to(device or torch.device("cpu")).eval()
     path = payload.get("path")
     meta = payload.get("meta") or {}
@@ -185,9 +201,11 @@ def _npy_header(path: Path) -> Optional[tuple[tuple, np.dtype]]:
         return None
 
 
-def _expected_layout(fmt: str, frames: int) -> tuple[tuple, np.dtype]:
+def _expected_layout(fmt: str, frames: int, num_vertices: Optional[int] = None) -> tuple[tuple, np.dtype]:
     if fmt == "params":
         return (1, frames, N_PARAMS), np.dtype(np.float64)
+    if fmt == VERTEX_FORMAT:
+        return (frames, int(num_vertices or 0), 3), np.dtype(np.float32)
     return (frames, NFEATS), np.dtype(np.float32)
 
 
@@ -206,7 +224,8 @@ def _done(npy: Path, sidecar: Path, settings: dict) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     header = _npy_header(npy)
-    if header is None or header != _expected_layout(meta.get("format", ""), frames):
+    n_v = meta["shape"][1] if meta.get("format") == VERTEX_FORMAT and len(meta.get("shape") or []) == 3 else None
+    if header is None or header != _expected_layout(meta.get("format", ""), frames, n_v):
         return False
     new = json.loads(json.dumps(settings))  # the same JSON types as the stored copy
     diff = [k for k in SETTINGS_KEYS if old[k] != new[k]]
@@ -237,6 +256,7 @@ def _fit_window(g, model, given: Sequence[str]):
 def _write(path: Path, motion: np.ndarray, fmt: str, sidecar: dict) -> None:
     from probtalk3d_cli.io import atomic_save_npy, atomic_write_json
 
+    # params: [T, 53] -> [1, T, 403] float64; motion [T, 53] and vertices [T, V, 3] are written as float32
     array = motion_to_params(motion) if fmt == "params" else np.ascontiguousarray(motion, dtype=np.float32)
     atomic_save_npy(path, array)
     atomic_write_json(path.with_suffix(".json"), sidecar)
@@ -263,6 +283,7 @@ def generate(
     allow_unseen_styles: bool = False,
     stdin_audio: Optional[bytes] = None,
     given: Sequence[str] = (),
+    facediffuser=None,
 ) -> GenerateResult:
     """Generate motion files for audio inputs (the library behind `probtalk3d generate`).
 
@@ -288,6 +309,9 @@ def generate(
         allow_unseen_styles: permit neutral with medium/high intensity.
         stdin_audio: bytes of the audio given as `-`; it is also saved as `<out>/stdin.wav` for rendering.
         given: names of sampling settings the user set explicitly (for applicability warnings).
+        facediffuser: FaceDiffuserConfig whose sampler / sample_steps / eta drive a FaceDiffuser checkpoint
+            (default FaceDiffuserConfig(): DDIM over the last 100 steps, eta 0). A FaceDiffuser writes `[T, V, 3]`
+            float32 vertex files with identity (format "vertices"; `generate.format` params/motion do not apply).
 
     Returns:
         GenerateResult.
@@ -301,7 +325,7 @@ def generate(
 
     t0 = time.perf_counter()
     g = settings or GenerateConfig()
-    if g.format not in FORMATS:
+    if g.format not in FORMATS + (VERTEX_FORMAT,):
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {g.format!r} (--format / generate.format)")
     sampling = Sampling.from_config(g).validate()
     shard_kn = shard if isinstance(shard, tuple) or shard is None else parse_shard(shard)
@@ -318,10 +342,18 @@ def generate(
 
     model, info = load_model(checkpoint, device)
     kind = model.kind
-    sampling.validate(getattr(model.prior.cfg, "num_codes", None))
-    g = _fit_window(g, model, given)
+    fd_sampling = None
     result = GenerateResult(checkpoint=info)
-    result.warnings = sampling.warnings(kind, g.num_samples, given)
+    if kind == "facediffuser":
+        g, fd_sampling = _facediffuser_settings(g, model, given, facediffuser)
+        result.warnings = _fd.probtalk3d_flags_note(given)
+    else:
+        if g.format == VERTEX_FORMAT:
+            raise ValueError("--format vertices is for FaceDiffuser checkpoints; a ProbTalk3D checkpoint writes params "
+                             "or motion (turn them into vertices with probtalk3d to-vertices)")
+        sampling.validate(getattr(model.prior.cfg, "num_codes", None))
+        g = _fit_window(g, model, given)
+        result.warnings = sampling.warnings(kind, g.num_samples, given)
     for w in result.warnings:
         log.warning(w)
 
@@ -330,7 +362,7 @@ def generate(
     result.jobs, result.jobs_other_shards = len(jobs), len(all_jobs) - len(jobs)
     run_settings = {
         "checkpoint_sha256": info.get("sha256"),
-        "sampling": sampling.describe(kind),
+        "sampling": fd_sampling.describe(model.schedule.steps) if fd_sampling else sampling.describe(kind),
         "seed": int(g.seed),
         "num_samples": int(g.num_samples),
         "format": g.format,
@@ -380,8 +412,13 @@ def generate(
                 ready.append((src_jobs, audio, rate, audio_path))
             if not requests:
                 continue
-            motions = synthesize(model, requests, g.num_samples, sampling, window_seconds=g.window_seconds,
-                                 overlap_seconds=g.overlap_seconds, batch_size=g.batch_size, precision=g.precision)
+            if fd_sampling is not None:
+                motions = _fd.synthesize_vertices(model, requests, g.num_samples, fd_sampling,
+                                                  window_seconds=g.window_seconds, overlap_seconds=g.overlap_seconds,
+                                                  precision=g.precision)
+            else:
+                motions = synthesize(model, requests, g.num_samples, sampling, window_seconds=g.window_seconds,
+                                     overlap_seconds=g.overlap_seconds, batch_size=g.batch_size, precision=g.precision)
             for (src_jobs, audio, rate, audio_path), per_style in zip(ready, motions):
                 n_windows = len(plan_windows(len(audio), g.window_seconds, g.overlap_seconds))
                 for job, samples in zip(src_jobs, per_style):
@@ -397,6 +434,20 @@ def generate(
     return result
 
 
+def _facediffuser_settings(g, model, given: Sequence[str], fcfg):
+    """(GenerateConfig with format "vertices", DiffusionSampling) for a FaceDiffuser checkpoint."""
+    import copy
+
+    from probtalk3d_cli.config import FaceDiffuserConfig
+
+    if "format" in given and g.format != VERTEX_FORMAT:
+        raise ValueError(f"--format {g.format} does not apply to a FaceDiffuser checkpoint, which writes [T, V, 3] vertex "
+                         "files; drop --format or pass --format vertices")
+    g = copy.copy(g)
+    g.format = VERTEX_FORMAT
+    return g, _fd.DiffusionSampling.from_config(fcfg or FaceDiffuserConfig()).validate(model.schedule.steps)
+
+
 class _NoBar:
     def update(self, n: int = 1) -> None:
         pass
@@ -407,7 +458,8 @@ class _NoBar:
 
 def _sidecar(path: Path, job: Job, sample: int, frames: int, audio: np.ndarray, rate: Optional[int],
              audio_path: Path, info: dict, run_settings: dict, n_windows: int, model) -> dict:
-    shape, dtype = _expected_layout(run_settings["format"], frames)
+    fd = run_settings["format"] == VERTEX_FORMAT
+    shape, dtype = _expected_layout(run_settings["format"], frames, model.num_vertices if fd else None)
     return {
         "file": path.name,
         "probtalk3d_version": __version__,
@@ -431,5 +483,5 @@ def _sidecar(path: Path, job: Job, sample: int, frames: int, audio: np.ndarray, 
         "windows": n_windows,
         "checkpoint": {k: v for k, v in info.items() if k in ("path", "kind", "sha256", "token_layout", "source")},
         "settings": run_settings,
-        "frame_rule": "T = floor(A / 2), A = HuBERT frames of the 16 kHz audio (reference §4.2)",
+        "frame_rule": _fd.FRAME_RULE if fd else "T = floor(A / 2), A = HuBERT frames of the 16 kHz audio (reference §4.2)",
     }
