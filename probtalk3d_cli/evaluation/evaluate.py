@@ -399,6 +399,7 @@ def evaluate(
     window_seconds: float = 60.0,
     overlap_seconds: float = 2.0,
     names: Optional[Sequence[Optional[str]]] = None,
+    facediffuser=None,
 ) -> EvaluationResult:
     """Score one or more systems on a data split and write metrics.json, per_clip.csv and (optionally) plots.
 
@@ -418,6 +419,9 @@ def evaluate(
         num_workers: DataLoader worker processes (config `data.num_workers`); 0 = a background thread.
         window_seconds, overlap_seconds: windowing of long clips, as in `generate` (config generate.*).
         names: optional row labels for checkpoints then predictions (None entries = automatic).
+        facediffuser: FaceDiffuserConfig with the sampler / sample_steps / eta of FaceDiffuser checkpoints (default:
+            DDIM over the last 100 steps, eta 0). FaceDiffuser rows are scored on DATA/vertex (identity) with the
+            subject template as FDD reference (reference §10; `systems.FaceDiffuserSystem`).
 
     Returns:
         EvaluationResult.
@@ -463,7 +467,9 @@ def evaluate(
     systems: list[System] = []
     for name, (_, path, is_model) in zip(row_names, specs):
         if is_model:
-            system = sy.load_model_system(path, name, device, s, (window_seconds, overlap_seconds))
+            system = sy.load_model_system(path, name, device, s, (window_seconds, overlap_seconds),
+                                          data_root=data_root, facediffuser=facediffuser,
+                                          num_vertices=flame_model.num_vertices)
             if hasattr(system, "check_subjects"):
                 system.check_subjects(keys)
         else:

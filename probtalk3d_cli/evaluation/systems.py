@@ -223,7 +223,7 @@ def _fit_window(model, window: tuple[float, float]) -> tuple[float, float]:
     return seconds, overlap
 
 
-def _predictor_system(payload, name: str, device, settings, window: tuple[float, float]) -> System:
+def _predictor_system(payload, name: str, device, settings, window: tuple[float, float], **_context) -> System:
     from probtalk3d_cli.generation.api import load_model
     from probtalk3d_cli.generation.core import Sampling
 
@@ -242,30 +242,150 @@ def _predictor_system(payload, name: str, device, settings, window: tuple[float,
     return system
 
 
-#: checkpoint kind -> factory(payload, name, device, EvalConfig, (window_s, overlap_s)) -> System.
-MODEL_KINDS: dict[str, Callable[..., System]] = {"predictor": _predictor_system}
+class FaceDiffuserSystem(System):
+    """A FaceDiffuser checkpoint (reference §10), scored in vertex space with identity, as the original evaluation.
+
+    Each clip is generated from its own wav and style with the generator `job_generator(seed, job_name)` (so
+    `generate` with the same seed reproduces the samples). Its ground truth is DATA/vertex/<KEY>.npy (FLAME with the
+    clip's shape and all 100 expression coefficients, `preprocess vertices`) and its FDD reference the subject's
+    template, while ProbTalk3D rows use zero-shape vertices of the first 50 coefficients and the all-zero mesh. MVE,
+    LVE, MEE, CE and Diversity are differences of meshes and so nearly shape-invariant (identity changes the jaw
+    pivot and the mouth the jaw rotates); FDD measures motion relative to each row's own reference.
+    """
+
+    kind = "model"
+    needs_audio = True
+    PROTOCOL = {
+        "ground_truth": "DATA/vertex/<KEY>.npy: FLAME(clip shape, 100 expression coefficients, jaw), identity "
+                        "included (reference §8.6, §10)",
+        "predictions": "[N, T, V, 3] vertices with the subject's template (identity)",
+        "fdd_reference": "the subject's template (DATA/templates_vert.npz, stored in the checkpoint)",
+    }
+
+    def __init__(self, name: str, model, info: dict, sampling, num_samples: int, seed: int, data_root, *,
+                 window_seconds: float, overlap_seconds: float, precision: str = "fp32"):
+        super().__init__(name)
+        self.model = model
+        self.info = info
+        self.sampling = sampling
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.data_root = Path(data_root)
+        self.window_seconds = float(window_seconds)
+        self.overlap_seconds = float(overlap_seconds)
+        self.precision = precision
+        self.cut_clips = 0
+        self.notes.append("FaceDiffuser protocol (reference §10): ground truth with identity from DATA/vertex, FDD "
+                          "against the subject template; ProbTalk3D rows use zero shape and the all-zero mesh")
+
+    def check_subjects(self, keys: Sequence[ClipKey]) -> None:
+        """Subjects need an identity slot, and every clip its DATA/vertex file of the model's vertex count."""
+        from probtalk3d_cli.data.vertices_data import INFO_FILE, read_vertex_info, vertex_path
+
+        unknown = sorted({k.subject for k in keys} - set(self.model.identities))
+        if unknown:
+            raise ValueError(f"checkpoint {self.name} has no identity for subject(s) {', '.join(unknown)} of the split "
+                             f"(it knows {', '.join(self.model.identities)}); evaluate on a split of its training "
+                             "subjects")
+        info = read_vertex_info(self.data_root)
+        missing = [str(k) for k in keys if not vertex_path(self.data_root, k).is_file()]
+        if info is None or missing:
+            raise FileNotFoundError(f"{self.name} is a FaceDiffuser checkpoint, scored against the vertex ground truth, "
+                                    f"but {self.data_root} lacks {INFO_FILE if info is None else 'vertex/' + missing[0] + '.npy'}; "
+                                    f"run `probtalk3d preprocess vertices --data {self.data_root} --flame-model ...`")
+        if int(info.get("num_vertices", -1)) != self.model.num_vertices:
+            raise ValueError(f"{self.name} outputs {self.model.num_vertices} vertices but the vertex data in "
+                             f"{self.data_root} has {info.get('num_vertices')}; rebuild it with the FLAME model the "
+                             "checkpoint was trained with (preprocess vertices --overwrite)")
+
+    def predict_batch(self, clips: Sequence[EvalClip]) -> list[Optional[Prediction]]:
+        from probtalk3d_cli.data.vertices_data import load_clip_vertices
+        from probtalk3d_cli.generation.core import ClipRequest
+        from probtalk3d_cli.generation.facediffuser import synthesize_vertices
+        from probtalk3d_cli.generation.jobs import job_generator
+
+        ids = self.model.identities
+        requests = [ClipRequest(c.audio, [(ids.index(c.key.subject), c.key.emotion, c.key.intensity)],
+                                [job_generator(self.seed, c.job_name)]) for c in clips]
+        out = synthesize_vertices(self.model, requests, self.num_samples, self.sampling,
+                                  window_seconds=self.window_seconds, overlap_seconds=self.overlap_seconds,
+                                  precision=self.precision)
+        preds = []
+        for clip, per_style in zip(clips, out):
+            verts, extra = cut_to(per_style[0], clip.frames)  # [N, T, V, 3]
+            self.cut_clips += extra > 0
+            gt = load_clip_vertices(self.data_root, clip.key, self.model.num_vertices)  # [T_gt, V, 3]
+            template = self.model.templates[ids.index(clip.key.subject)].view(-1, 3).cpu().numpy()  # [V, 3]
+            preds.append(Prediction(verts=verts, gt_verts=gt, reference=template, cut_frames=extra))
+        return preds
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(checkpoint={k: v for k, v in self.info.items() if v is not None},
+                 sampling=self.sampling.describe(self.model.schedule.steps), num_samples=self.num_samples,
+                 seed=self.seed, protocol=dict(self.PROTOCOL), clips_cut_to_gt=self.cut_clips)
+        return d
 
 
-def load_model_system(spec, name: str, device, settings, window: tuple[float, float]) -> System:
+def _facediffuser_system(payload, name: str, device, settings, window: tuple[float, float], *, data_root=None,
+                         facediffuser=None, num_vertices=None, **_context) -> System:
+    from probtalk3d_cli.config import FaceDiffuserConfig
+    from probtalk3d_cli.device import resolve_precision
+    from probtalk3d_cli.generation.api import load_model
+    from probtalk3d_cli.generation.core import model_device
+    from probtalk3d_cli.generation.facediffuser import DiffusionSampling, probtalk3d_flags_note
+
+    if data_root is None:
+        raise ValueError("a FaceDiffuser checkpoint is scored against DATA/vertex; evaluate needs the data folder")
+    model, info = load_model(payload, device)
+    if num_vertices is not None and model.num_vertices != int(num_vertices):
+        raise ValueError(f"{name} is a FaceDiffuser trained on {model.num_vertices}-vertex meshes but the FLAME model of "
+                         f"this evaluation has {num_vertices}; pass the --flame-model it was trained with")
+    sampling = DiffusionSampling.from_config(facediffuser or FaceDiffuserConfig()).validate(model.schedule.steps)
+    system = FaceDiffuserSystem(name, model, info, sampling, settings.num_samples, settings.seed, data_root,
+                                window_seconds=window[0], overlap_seconds=window[1], precision=settings.precision)
+    changed = [n for n in ("deterministic", "temperature", "k", "fact", "mean")
+               if getattr(settings, n) != getattr(type(settings)(), n)]
+    system.notes.extend(probtalk3d_flags_note(changed))
+    system.info["precision"] = resolve_precision(settings.precision, model_device(model))
+    return system
+
+
+#: checkpoint kind -> factory(payload, name, device, EvalConfig, (window_s, overlap_s), **context) -> System;
+#: context: data_root (DATA folder), facediffuser (FaceDiffuserConfig: sampling of FaceDiffuser checkpoints),
+#: num_vertices (the evaluation's FLAME vertex count).
+MODEL_KINDS: dict[str, Callable[..., System]] = {"predictor": _predictor_system, "facediffuser": _facediffuser_system}
+
+
+def load_model_system(spec, name: str, device, settings, window: tuple[float, float], **context) -> System:
     """A model system from a checkpoint path / run folder / `demo` (any kind in `MODEL_KINDS`), a loaded checkpoint
-    payload, or an in-memory `MotionPredictor`.
+    payload, or an in-memory `MotionPredictor` / `FaceDiffuser`.
+
+    Args:
+        context: extra inputs some kinds need (see `MODEL_KINDS`), e.g. data_root and facediffuser.
 
     Raises:
         FileNotFoundError / ValueError: missing file, not a checkpoint, or a kind that cannot be evaluated (e.g. a
             stage-1 prior), named with the command that makes the right one.
     """
-    from probtalk3d_cli.checkpoint import load_checkpoint
+    from probtalk3d_cli.checkpoint import MADE_BY, load_checkpoint
 
     if isinstance(spec, (str, Path)):
-        payload = load_checkpoint(spec, expect=tuple(MODEL_KINDS))
+        payload = load_checkpoint(spec)
+        if payload.get("kind") not in MODEL_KINDS:
+            raise ValueError(f"checkpoint {payload['path']} is a {payload.get('kind')} checkpoint but a predictor "
+                             f"checkpoint is needed (or a facediffuser one); make one with {MADE_BY['predictor']} or "
+                             f"{MADE_BY['facediffuser']}")
     elif isinstance(spec, dict):
         payload = spec
         if payload.get("kind") not in MODEL_KINDS:
             raise ValueError(f"checkpoint {payload.get('path', '')} is a {payload.get('kind')} checkpoint; evaluate needs "
                              f"one of: {', '.join(MODEL_KINDS)}")
-    else:  # an in-memory model (MotionPredictor): load_model passes it through
+    else:  # an in-memory model: load_model passes it through
+        if getattr(spec, "kind", None) == "facediffuser":
+            return _facediffuser_system(spec, name, device, settings, window, **context)
         return _predictor_system(spec, name, device, settings, window)
-    return MODEL_KINDS[payload["kind"]](payload, name, device, settings, window)
+    return MODEL_KINDS[payload["kind"]](payload, name, device, settings, window, **context)
 
 
 # --------------------------------------------------------------------------------------------------------
