@@ -18,8 +18,9 @@ def _opt(*names: str, help: str):
 
 @app.command("evaluate")
 def evaluate_command(
-    checkpoint: Annotated[Optional[List[str]], _opt("--checkpoint", "-m", help="Predictor checkpoint (.pt), run "
-                                                    "folder or `demo`; NAME=PATH sets the row label (repeatable).")] = None,
+    checkpoint: Annotated[Optional[List[str]], _opt("--checkpoint", "-m", help="Predictor (ProbTalk3D, VAE variant) or "
+                                                    "FaceDiffuser checkpoint (.pt), run folder or `demo`; NAME=PATH sets "
+                                                    "the row label (repeatable).")] = None,
     data: Annotated[Optional[Path], _opt("--data", help="DATA folder from `probtalk3d preprocess` (data.root).")] = None,
     split: Annotated[Optional[str], _opt("--split", help="test | val | train | FILE of clip keys or subject IDs "
                                          "(eval.split: test).")] = None,
@@ -75,7 +76,8 @@ def evaluate_command(
     res = evaluate(cfg.data.root, checkpoint or [], predictions or [], settings=cfg.eval,
                    flame_config=cfg.paths.flame_model, out=cfg.eval.out, device=resolve_device(device),
                    splits_spec=cfg.data.splits, num_workers=cfg.data.num_workers,
-                   window_seconds=cfg.generate.window_seconds, overlap_seconds=cfg.generate.overlap_seconds)
+                   window_seconds=cfg.generate.window_seconds, overlap_seconds=cfg.generate.overlap_seconds,
+                   facediffuser=cfg.facediffuser)
     _print(res)
 
 

@@ -21,8 +21,8 @@ def generate_command(
     inputs: Annotated[Optional[List[str]], typer.Argument(
         metavar="INPUT...", help="Audio files (wav, flac, mp3, m4a, ogg; any rate/channels), folders (recursive) or - "
                                  "for a wav on stdin.", show_default=False)] = None,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-m", help="Predictor checkpoint (.pt), run folder, or "
-                                            "`demo`.")] = ...,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-m", help="Predictor or FaceDiffuser checkpoint (.pt), "
+                                            "run folder, or `demo`.")] = ...,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = ...,
     subject: Annotated[Optional[str], _opt("--subject", help="Identity ID, comma list, or `random` (default the "
                                            "checkpoint's first ID).")] = None,
@@ -42,7 +42,8 @@ def generate_command(
     mean: Annotated[bool, _opt("--mean", help="VAE: z = mu (deterministic).")] = False,
     seed: Annotated[Optional[int], _opt("--seed", help="Random seed (generate.seed: 1234).")] = None,
     fmt: Annotated[Optional[str], _opt("--format", help="params ([1,T,403] float64, official) | motion ([T,53] "
-                                       "float32) (generate.format: params).")] = None,
+                                       "float32) (generate.format: params); FaceDiffuser checkpoints always write "
+                                       "vertices ([T,V,3] float32).")] = None,
     shard: Annotated[Optional[str], _opt("--shard", help="K/N: do every N-th job starting at K (0-based).")] = None,
     overwrite: Annotated[bool, _opt("--overwrite", help="Regenerate outputs that already exist.")] = False,
     allow_unseen_styles: Annotated[bool, _opt("--allow-unseen-styles", help="Allow neutral with medium/high "
@@ -55,7 +56,8 @@ def generate_command(
     set_: SetOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Audio -> FLAME motion (.npy + .json sidecar per file) with a trained or imported predictor.
+    """Audio -> FLAME motion (.npy + .json sidecar per file) with a trained or imported predictor; a FaceDiffuser
+    checkpoint writes [T, V, 3] vertex files (DDIM over the last --set facediffuser.sample_steps=100 steps).
 
     Example: probtalk3d generate --checkpoint demo speech.wav --out out/ --emotion happy
     """
@@ -73,7 +75,8 @@ def generate_command(
     stdin = sys.stdin.buffer.read() if "-" in (inputs or []) else None
     res = generate(checkpoint, inputs or [], out, subject=subject, emotion=emotion, intensity=intensity,
                    styles_csv=styles, settings=cfg.generate, device=resolve_device(device), shard=shard,
-                   overwrite=overwrite, allow_unseen_styles=allow_unseen_styles, stdin_audio=stdin, given=given)
+                   overwrite=overwrite, allow_unseen_styles=allow_unseen_styles, stdin_audio=stdin, given=given,
+                   facediffuser=cfg.facediffuser)
     shards = f", {res.jobs_other_shards} left to other shards" if res.jobs_other_shards else ""
     say(f"wrote {len(res.written)} file(s) for {len({o.job for o in res.written})} job(s) to {out} "
         f"({res.jobs_skipped} job(s) already done{shards}) in {res.seconds:.1f} s")

@@ -9,10 +9,11 @@ import typer
 from typing_extensions import Annotated
 
 from probtalk3d_cli.cli import app
-from probtalk3d_cli.cli._common import say
+from probtalk3d_cli.cli._common import ConfigOpt, DeviceOpt, SetOpt, resolve, say
 
 preprocess_app = typer.Typer(
-    help="Prepare data: 3DMEAD/EMOTE + MEAD audio, or a synthetic corpus, into DATA/param and DATA/wav.\n\n"
+    help="Prepare data: 3DMEAD/EMOTE + MEAD audio, or a synthetic corpus, into DATA/param and DATA/wav; vertex "
+    "data for FaceDiffuser.\n\n"
     "Example: probtalk3d preprocess synthetic --out data/synth",
     no_args_is_help=True,
 )
@@ -72,3 +73,34 @@ def synthetic(
     say(f"preprocess synthetic: {s['clips']} clips of {len(s['subjects'])} subjects, {s['audio_seconds'] / 60:.1f} "
         f"min of audio, stage-2 train/val/test {sp['train']}/{sp['val']}/{sp['test']} clips ({s['seconds']:.1f} s)")
     say(f"splits: {s['splits_file']}")
+
+
+@preprocess_app.command("vertices")
+def vertices(
+    data: Annotated[Path, typer.Option("--data", help="DATA folder with param/*.npy (from preprocess mead/synthetic).")],
+    flame_model: Annotated[Optional[str], typer.Option(
+        "--flame-model", help="FLAME 2020 generic_model.pkl, or `demo` (config paths.flame_model, env "
+                              "PROBTALK3D_FLAME_MODEL).", show_default=False)] = None,
+    batch_frames: Annotated[int, typer.Option("--batch-frames", min=1, help="Frames per FLAME call.")] = 4096,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Rebuild every file (needed after changing the FLAME "
+                                            "model).")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Vertex ground truth with identity for FaceDiffuser: DATA/vertex/KEY.npy [T, V, 3] float32 (FLAME with the clip's
+    shape, 100 expression coefficients and jaw) and DATA/templates_vert.npz (per-subject mean-shape meshes).
+
+    Resumable: complete files made with the same FLAME model are kept.
+
+    Example: probtalk3d preprocess vertices --data data/synth --flame-model demo
+    """
+    from probtalk3d_cli.data.vertices_data import preprocess_vertices
+    from probtalk3d_cli.device import resolve_device
+    from probtalk3d_cli.flame import load_flame
+
+    cfg = resolve(config, set_, {"paths.flame_model": flame_model})
+    flame = load_flame(flame_model, cfg.paths.flame_model)
+    report = preprocess_vertices(data, flame, resolve_device(device), batch_frames=batch_frames, overwrite=overwrite)
+    say(report["summary"])
+    say(f"vertex data: {report['vertex_dir']}, templates: {report['templates']}")

@@ -71,6 +71,8 @@ def train_prior(
 def train_pred(
     data: DataOpt,
     out: OutOpt,
+    model: Annotated[str, typer.Option("--model", help="probtalk3d (stage 2 on a frozen prior) | facediffuser (the "
+                                       "vertex-space comparison model; needs `preprocess vertices`).")] = "probtalk3d",
     prior: Annotated[Optional[Path], typer.Option("--prior", help="Stage-1 run directory or prior checkpoint "
                                                                   "(not needed with --resume).")] = None,
     vae: Annotated[bool, typer.Option("--vae", help="Expect a VAE prior (the predictor follows the prior's kind).")]
@@ -83,7 +85,8 @@ def train_pred(
     set_: SetOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Stage 2: train the speech- and style-conditioned predictor on top of a frozen prior.
+    """Stage 2: train the speech- and style-conditioned predictor on top of a frozen prior (or, with --model
+    facediffuser, the FaceDiffuser comparison model in vertex space; settings train_facediffuser.* and facediffuser.*).
 
     The result (best.pt) is self-contained: prior, HuBERT and predictor weights, style vocabulary and normalisation,
     so `generate` needs only that file.
@@ -91,6 +94,18 @@ def train_pred(
     Example: probtalk3d train-pred --data data/synth --prior runs/prior --out runs/pred --config configs/tiny.yaml
     """
     from probtalk3d_cli.device import resolve_device
+
+    if model not in ("probtalk3d", "facediffuser"):
+        raise ValueError(f"--model {model!r} is not known; use probtalk3d or facediffuser")
+    if model == "facediffuser":
+        from probtalk3d_cli.training.stages import train_facediffuser
+
+        if prior is not None or vae:
+            raise ValueError("--prior and --vae belong to ProbTalk3D; FaceDiffuser trains without a prior (drop them)")
+        cfg = _config("train_facediffuser", out, resume, config, set_,
+                      {"epochs": epochs, "batch_size": batch_size, "precision": precision})
+        _report(train_facediffuser(cfg, data, out, resolve_device(device), resume=resume))
+        return
     from probtalk3d_cli.training.stages import train_pred as run
 
     cfg = _config("train_pred", out, resume, config, set_,
