@@ -29,7 +29,7 @@ def _config(section: str, out: Path, resume: bool, config, set_, flags):
 def _report(result) -> None:
     from probtalk3d_cli.training.trainer import finish_process
 
-    best = f"{result.best_path} (validation loss {result.best_val:.5f})" if result.best_val is not None else \
+    best = f"{result.best_path} (validation loss {result.best_val:.5g})" if result.best_val is not None else \
         str(result.best_path)
     say(f"trained {result.epochs} epochs, {result.steps} steps{' (early stop)' if result.stopped_early else ''}")
     say(f"best: {best}")

@@ -98,20 +98,25 @@ class DiffusionSchedule:
         return self._at(self.sqrt_one_minus_ac, t, noise) * noise
 
     def ddim_step(self, x_t: Tensor, t: int, x0: Tensor, eta: float = 0.0, noise: Optional[Tensor] = None) -> Tensor:
-        """One DDIM update x_t -> x_{t-1} from the predicted x0 (Song et al. 2021; eta 0 = deterministic)."""
+        """One DDIM update x_t -> x_{t-1} from the predicted x0 (Song et al. 2021; eta 0 = deterministic).
+
+        x_{t-1} = sqrt(ab_prev) x0 + c eps + sigma noise with eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab) and
+        c = sqrt(1 - ab_prev - sigma^2), folded into one linear combination a x0 + b x_t (two passes over memory).
+        """
         ac, ac_prev = float(self.alphas_cumprod[t]), float(self.alphas_cumprod_prev[t])
-        eps = (x_t - math.sqrt(ac) * x0) / math.sqrt(1.0 - ac)
         sigma = eta * math.sqrt((1.0 - ac_prev) / (1.0 - ac)) * math.sqrt(1.0 - ac / ac_prev)
-        out = math.sqrt(ac_prev) * x0 + math.sqrt(max(1.0 - ac_prev - sigma ** 2, 0.0)) * eps
+        c = math.sqrt(max(1.0 - ac_prev - sigma ** 2, 0.0))
+        b = c / math.sqrt(1.0 - ac)
+        out = x0.mul(math.sqrt(ac_prev) - b * math.sqrt(ac)).add_(x_t, alpha=b)
         if t > 0 and sigma > 0:
-            out = out + sigma * noise
+            out.add_(noise, alpha=sigma)
         return out
 
     def ddpm_step(self, x_t: Tensor, t: int, x0: Tensor, noise: Optional[Tensor] = None) -> Tensor:
         """One ancestral update with the fixed-small variance: mean of q(x_{t-1} | x_t, x0) + sigma_t noise."""
-        mean = float(self.posterior_coef_x0[t]) * x0 + float(self.posterior_coef_xt[t]) * x_t
+        mean = x0.mul(float(self.posterior_coef_x0[t])).add_(x_t, alpha=float(self.posterior_coef_xt[t]))
         if t > 0:
-            mean = mean + math.exp(0.5 * float(self.posterior_log_variance[t])) * noise
+            mean.add_(noise, alpha=math.exp(0.5 * float(self.posterior_log_variance[t])))
         return mean
 
     def describe(self) -> dict:

@@ -98,7 +98,7 @@ def test_training_run_layout_checkpoint_and_learning(fd_run, fd_data):
     for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "loss_curve.png"):
         assert (out / name).is_file(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [0, 1, 2] and result.steps == 24  # 94 training clips, batches of 4
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and result.steps == 24  # 46 training clips, batches of 4
     assert rows[-1]["val"]["mse"] < 0.8 * rows[0]["val"]["mse"]  # epoch 0 = the untrained model (the templates)
     payload = load_checkpoint(out / "best.pt", expect="facediffuser")
     meta = payload["meta"]
@@ -123,6 +123,34 @@ def test_train_cli_errors_and_smoke(cli, synthetic_data, fd_data, tmp_path):
             "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "trained 1 epochs, 1 steps" in r.stdout and (tmp_path / "z" / "best.pt").is_file()
+
+
+def test_resume_is_exact(fd_data, tmp_path):
+    """One epoch, stop, resume to two == two epochs in one go (timesteps and noise come from the saved RNG state).
+    A four-clip DATA folder (two training, two validation clips, linked from fd_data) keeps it fast."""
+    from probtalk3d_cli.checkpoint import load_checkpoint
+    from probtalk3d_cli.training.stages import train_facediffuser
+
+    micro = tmp_path / "micro"
+    for sub in ("param", "wav", "vertex"):
+        (micro / sub).mkdir(parents=True)
+    for key in ("M001_001_0_0", "W001_001_0_0", "M001_003_0_0", "W001_003_0_0"):  # neutral 1 = train, 3 = val
+        for sub, ext in (("param", "npy"), ("wav", "wav"), ("vertex", "npy")):
+            (micro / sub / f"{key}.{ext}").symlink_to(fd_data / sub / f"{key}.{ext}")
+    for name in ("splits.json", "templates_vert.npz", "vertex_info.json"):
+        shutil.copy(fd_data / name, micro / name)
+
+    def cfg(epochs):
+        return load_config(["configs/tiny.yaml"], [f"train_facediffuser.epochs={epochs}",
+                                                   "train_facediffuser.batch_size=1"])
+
+    train_facediffuser(cfg(2), micro, tmp_path / "a", torch.device("cpu"))
+    train_facediffuser(cfg(1), micro, tmp_path / "b", torch.device("cpu"))
+    train_facediffuser(cfg(2), micro, tmp_path / "b", torch.device("cpu"), resume=True)
+    a, b = (load_checkpoint(tmp_path / r / "last.pt") for r in ("a", "b"))
+    assert a["train_state"]["step"] == b["train_state"]["step"] == 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert [r["val"] for r in a["train_state"]["history"]] == [r["val"] for r in b["train_state"]["history"]]
 
 
 # --------------------------------------------------------------------------------------------------------
