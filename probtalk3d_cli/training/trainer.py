@@ -443,7 +443,7 @@ class Trainer:
             self.history.append({"epoch": 0, "step": 0, "partial": False, "lr": self.optimizer.param_groups[0]["lr"],
                                  "seconds": 0.0, "train": {}, "val": val})
             if val:
-                log.info("%s before training: val %.5f", self.spec.name, val.get("total", float("nan")))
+                log.info("%s before training: val %.5g", self.spec.name, val.get("total", float("nan")))
         self._mark_boundary()
         self.model.train()
         try:
@@ -478,7 +478,7 @@ class Trainer:
                             self.batch_pos = bi + 1
                             self._mark_boundary()
                         if hasattr(bar, "set_postfix"):
-                            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4f}", step=self.step)
+                            bar.set_postfix(loss=f"{float(terms['total'].detach()):.4g}", step=self.step)
                         _fault("step", self.step)
                         if t.save_every_steps and self.step % t.save_every_steps == 0 and bi + 1 < len(batches):
                             self._save("last.pt", self._boundary_rng)
@@ -546,9 +546,9 @@ class Trainer:
             self.stopped_early = True
             log.info("early stopping: validation loss did not improve for %d epochs", self.bad_epochs)
         self._write_logs()
-        msg = f"{self.spec.name} epoch {row['epoch']}: train {train.get('total', float('nan')):.5f}"
+        msg = f"{self.spec.name} epoch {row['epoch']}: train {train.get('total', float('nan')):.5g}"
         if monitor is not None:
-            msg += f"  val {monitor:.5f}{'  (best)' if improved else ''}"
+            msg += f"  val {monitor:.5g}{'  (best)' if improved else ''}"
         log.info(msg)
 
     def _result(self) -> TrainResult:
