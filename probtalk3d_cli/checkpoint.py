@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -98,6 +97,16 @@ def save_checkpoint(
     return Path(path)
 
 
+def unsafe_global(exc: BaseException) -> Optional[str]:
+    """The refused class or function named by a weights-only `torch.load` error (e.g. 'posix.system'), else None."""
+    import re
+
+    m = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    if m:
+        return m.group(1)
+    return "objects outside the allow-list" if "allowlist" in str(exc) else None
+
+
 def load_checkpoint(path: str | Path, expect: Optional[str | Iterable[str]] = None) -> dict:
     """Load a probtalk3d checkpoint safely (`torch.load(weights_only=True)`, tensors on CPU).
 
@@ -121,12 +130,15 @@ def load_checkpoint(path: str | Path, expect: Optional[str | Iterable[str]] = No
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0][:200]
+        refused = unsafe_global(exc)
+        if refused is None:  # random bytes or a damaged pickle stream, not a refused object
+            raise ValueError(f"checkpoint {p} is truncated or corrupt (unreadable pickle data); re-download or "
+                             "re-train it") from None
         raise ValueError(
-            f"checkpoint {p} holds objects that are not allowed to load safely ({first}); "
+            f"checkpoint {p} holds objects that are not allowed to load safely ({refused}); "
             "only probtalk3d checkpoints load directly — convert official .ckpt files with probtalk3d import-official"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged files raise KeyError, IndexError, struct.error, ... too
         raise ValueError(
             f"checkpoint {p} is truncated or corrupt ({type(exc).__name__}); re-download or re-train it"
         ) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -125,7 +126,10 @@ def load_lightning_checkpoint(path: Union[str, Path]) -> dict:
         raise ValueError(f"{p} is a directory; pass the Lightning .ckpt file inside it (e.g. last.ckpt)")
     if p.stat().st_size == 0:
         raise ValueError(f"official checkpoint {p} is empty (0 bytes); download it again")
-    corrupt = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, ValueError, IndexError)
+    # damaged files raise any of these (KeyError, struct.error, ... from the pickle reader); refusals are
+    # UnpicklingError, handled separately
+    corrupt = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, AttributeError, ValueError, IndexError, KeyError,
+               TypeError, struct.error, MemoryError, RecursionError)
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -155,7 +155,7 @@ def safe_load_pickle_bytes(data: bytes, what: str = "pickle", allow_torch: bool 
         obj = _RestrictedUnpickler(io.BytesIO(data), allow_torch=allow_torch).load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{what}: {exc}; only plain numpy/FLAME data is accepted") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged pickles raise KeyError, struct.error, ... as well
         raise ValueError(f"{what} is not a readable pickle ({type(exc).__name__}: {exc})") from None
     return _to_numpy(obj)
 
