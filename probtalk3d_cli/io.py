@@ -14,7 +14,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -34,12 +34,59 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def _blocking_file(path: Path) -> Optional[Path]:
+    """The nearest existing ancestor of `path` (or `path` itself) when it is not a folder, else None."""
+    for p in (path, *path.parents):
+        if p.exists() or p.is_symlink():
+            return None if p.is_dir() else p
+    return None
+
+
 def _explain_os_error(exc: OSError, path: Path) -> Exception:
     if exc.errno == errno.ENOSPC:
         return OSError(exc.errno, f"disk full while writing {path}; free some space and run the command again")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionError(exc.errno, f"cannot write {path}: permission denied; choose a writable --out folder")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        blocker = _blocking_file(Path(path).parent)
+        if blocker is not None:
+            return NotADirectoryError(exc.errno, f"cannot write {path}: {blocker} is a file, not a folder; choose "
+                                                 "another output folder (--out) or move the file away")
     return exc
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Fail before any work when `path` cannot become a writable output folder.
+
+    Raises:
+        ValueError: `path`, or a folder above it, is an existing file.
+        PermissionError: the nearest existing folder above it is not writable.
+    """
+    p = Path(path)
+    blocker = _blocking_file(p)
+    if blocker == p:
+        raise ValueError(f"output folder {p} is an existing file; pass a folder to {flag}")
+    if blocker is not None:
+        raise ValueError(f"output folder {p} cannot be created: {blocker} is a file, not a folder; choose another "
+                         f"{flag}")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot write into {parent}: permission denied; choose a writable "
+                                            f"{flag} folder")
+    return p
+
+
+def ensure_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Create the output folder `path` (and its parents) with one-line errors for a file in the way, permissions,
+    a full disk."""
+    p = check_output_dir(path, flag)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _explain_os_error(exc, p / "x") from None
+    return p
 
 
 @contextlib.contextmanager

@@ -140,6 +140,9 @@ def expand_inputs(inputs, suffix: str = ".npy") -> list[Path]:
     if not files:
         raise ValueError("no inputs given; pass .npy params/motion files or folders")
     stems = [f.stem for f in files]
+    odd = [f for f in files if f.stem in ("", ".", "..")]
+    if odd:  # the stem names the output: '..' would point outside --out
+        raise ValueError(f"input {odd[0]} has no usable name (stem {odd[0].stem!r}) for its output; rename the file")
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise ValueError(f"several inputs share the name {dup[0]!r}; their outputs would collide, convert them "
@@ -256,7 +259,7 @@ def to_vertices(inputs, out_dir: str | Path, flame, *, shape: Optional[str] = No
     import tempfile
     import time
 
-    from probtalk3d_cli.io import TMP_MARK, atomic_path
+    from probtalk3d_cli.io import TMP_MARK, atomic_path, ensure_dir
     from probtalk3d_cli.ui import progress
 
     t0 = time.perf_counter()
@@ -275,8 +278,7 @@ def to_vertices(inputs, out_dir: str | Path, flame, *, shape: Optional[str] = No
             raise ValueError(f"{f} already holds vertices (shape {list(a.data.shape)}); to-vertices converts "
                              "[1, T, 403] params or [T, 53] motion")
         anims.append(a)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_dir(out_dir)
     faces_text = None
     written, skipped, frames = [], [], 0
     n = conv.num_vertices

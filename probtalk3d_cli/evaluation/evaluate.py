@@ -370,17 +370,9 @@ def _plot_indices(n: int, k: int) -> list[int]:
 def _check_out(out: Optional[str | Path]) -> Optional[Path]:
     if out is None:
         return None
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise ValueError(f"output folder {p} is an existing file; pass a folder to --out")
-    parent = p
-    while not parent.exists():
-        parent = parent.parent
-    import os
+    from probtalk3d_cli.io import check_output_dir
 
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write into {parent}: permission denied; choose a writable --out folder")
-    return p
+    return check_output_dir(out)  # a file in the way or a read-only folder: an error before any work
 
 
 def evaluate(
