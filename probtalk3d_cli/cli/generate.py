@@ -80,6 +80,8 @@ def generate_command(
     shards = f", {res.jobs_other_shards} left to other shards" if res.jobs_other_shards else ""
     say(f"wrote {len(res.written)} file(s) for {len({o.job for o in res.written})} job(s) to {out} "
         f"({res.jobs_skipped} job(s) already done{shards}) in {res.seconds:.1f} s")
+    if len(res.failures) == 1 and not res.outputs:  # the only input failed: its reason is the one error line
+        raise ValueError(f"{res.failures[0].input}: {res.failures[0].message}")
     for f in res.failures:
         typer.echo(f"failed: {f.input}: {f.message}", err=True)
     if res.failures:

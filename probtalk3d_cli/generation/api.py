@@ -320,7 +320,7 @@ def generate(
         ValueError / FileNotFoundError: bad settings, inputs, styles, shard, or outputs from other settings.
     """
     from probtalk3d_cli.config import GenerateConfig
-    from probtalk3d_cli.io import safe_join, save_wav
+    from probtalk3d_cli.io import check_output_dir, safe_join, save_wav
     from probtalk3d_cli.ui import progress
 
     t0 = time.perf_counter()
@@ -338,7 +338,7 @@ def generate(
     pairs = [(src, req) for src in expand_inputs(inputs, stdin_audio) for req in flag_reqs]
     if styles_csv is not None:
         pairs += read_styles_csv(styles_csv, flag_reqs)
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir)  # before the model is loaded
 
     model, info = load_model(checkpoint, device)
     kind = model.kind
@@ -397,11 +397,13 @@ def generate(
                     if len(audio) < MIN_SAMPLES:
                         raise ValueError(
                             f"audio is {len(audio) / SAMPLE_RATE:.3f} s long; at least {MIN_SAMPLES / SAMPLE_RATE:.3f} s "
-                            f"({MIN_SAMPLES} samples at 16 kHz) is needed for {MIN_FRAMES} motion frames"
+                            f"({MIN_SAMPLES} samples at 16 kHz) is needed for {MIN_FRAMES} motion frames; pass a longer "
+                            "recording"
                         )
                 except (ValueError, FileNotFoundError, OSError) as exc:
                     result.failures.append(Failure(src.label, " ".join(str(exc).split())))
-                    log.error("%s: %s", src.label, " ".join(str(exc).split()))
+                    if len(items) > 1:  # a batch goes on: say so now (a single input's error is the result)
+                        log.error("%s: %s", src.label, " ".join(str(exc).split()))
                     bar.update(len(src_jobs))
                     continue
                 audio_path = src.path

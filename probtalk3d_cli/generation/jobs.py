@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import itertools
 import os
 import random
@@ -185,7 +186,12 @@ def read_styles_csv(path: Union[str, Path], defaults: Sequence[StyleRequest] = (
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"styles file {p} does not exist; pass a CSV with columns {','.join(CSV_COLUMNS[:4])}")
-    with open(p, newline="", encoding="utf-8-sig") as fh:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"styles file {p} is not UTF-8 text; pass a CSV (UTF-8) with a header row "
+                         f"{','.join(CSV_COLUMNS[:4])}") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         header = [h.strip().lower() for h in (reader.fieldnames or [])]
         if "audio" not in header:
