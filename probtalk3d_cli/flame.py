@@ -195,7 +195,11 @@ def resolve_flame_source(explicit: Optional[str] = None, config_value: Optional[
 
     Raises:
         FileNotFoundError: nothing usable; the message names the file, where to download it and how to pass it.
+        ValueError: `explicit` (the --flame-model flag) is given but empty, e.g. an unset shell variable.
     """
+    if explicit is not None and str(explicit).strip() == "":
+        raise ValueError("--flame-model is empty; pass the path of FLAME 2020 generic_model.pkl or demo (an empty "
+                         "value is not taken as 'look elsewhere')")
     for label, path, exists in flame_search_locations(explicit, config_value):
         if label == "default":
             if exists:

@@ -73,7 +73,7 @@ def evaluate_command(
         "eval.precision": precision})
     if cfg.data.root is None:
         raise ValueError("no data folder given; pass --data DATA (a folder made by `probtalk3d preprocess`)")
-    res = evaluate(cfg.data.root, checkpoint or [], predictions or [], settings=cfg.eval,
+    res = evaluate(cfg.data.root, checkpoint or [], predictions or [], settings=cfg.eval, flame=flame_model,
                    flame_config=cfg.paths.flame_model, out=cfg.eval.out, device=resolve_device(device),
                    splits_spec=cfg.data.splits, num_workers=cfg.data.num_workers,
                    window_seconds=cfg.generate.window_seconds, overlap_seconds=cfg.generate.overlap_seconds,
