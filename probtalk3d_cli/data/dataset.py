@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from probtalk3d_cli.data.schema import (
+    FPS,
     N_PARAMS,
     SAMPLE_RATE,
     SAMPLES_PER_FRAME,
@@ -60,6 +61,59 @@ def load_clip_audio(data_root: str | Path, key) -> np.ndarray:
     from probtalk3d_cli.io import load_audio
 
     return load_audio(Path(data_root) / "wav" / f"{key}.wav", SAMPLE_RATE)
+
+
+# A clip whose audio and motion durations differ by more than this is a mismatched pair (another clip's wav, a
+# truncated file), not the few frames of slack that stage-2 alignment trims (reference §4.2).
+MISMATCH_SECONDS = 0.5
+MISMATCH_FRACTION = 0.1
+
+
+def _clip_problem(root: Path, key, audio: bool) -> Optional[str]:
+    """Why one clip's files cannot be trained on (headers only: shape, dtype, size, audio length), or None."""
+    path = root / "param" / f"{key}.npy"
+    try:
+        params = np.load(path, mmap_mode="r", allow_pickle=False)  # reads the header, maps the data lazily
+    except (ValueError, OSError, EOFError) as exc:
+        return f"{path} is unreadable or truncated ({' '.join(str(exc).split())[:120]})"
+    shape = list(params.shape)
+    del params
+    if len(shape) != 3 or shape[0] != 1 or shape[2] != N_PARAMS or shape[1] < 1:
+        return f"{path} has shape {shape}, not [1, T, {N_PARAMS}]"
+    if not audio:
+        return None
+    wav = root / "wav" / f"{key}.wav"
+    try:
+        import soundfile as sf
+
+        info = sf.info(str(wav))
+        seconds = info.frames / float(info.samplerate)
+    except Exception as exc:  # noqa: BLE001 - soundfile raises its own error types
+        return f"{wav} is not a readable wav file ({' '.join(str(exc).split())[:120]})"
+    motion_s = shape[1] / FPS
+    if abs(seconds - motion_s) > MISMATCH_SECONDS + MISMATCH_FRACTION * max(seconds, motion_s):
+        return f"{wav} lasts {seconds:.2f} s but its motion {motion_s:.2f} s (mismatched pair)"
+    return None
+
+
+def check_clip_files(data_root: str | Path, keys: Sequence, audio: bool = False) -> None:
+    """Check every clip's files before a training run starts, from their headers (fast; values are checked on load).
+
+    Args:
+        data_root: DATA folder.
+        keys: clip keys.
+        audio: also check DATA/wav/KEY.wav (stage 2): readable, and its duration matches the motion's within
+            MISMATCH_SECONDS + MISMATCH_FRACTION x the longer one.
+
+    Raises:
+        ValueError: naming how many clips are unusable and the first few, with the fix.
+    """
+    root = Path(data_root)
+    problems = [msg for msg in (_clip_problem(root, k, audio) for k in keys) if msg is not None]
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ValueError(f"{len(problems)} clip(s) in {root} cannot be trained on: {'; '.join(problems[:3])}{more}; "
+                         "delete them or rerun `probtalk3d preprocess`")
 
 
 class MotionDataset(Dataset):

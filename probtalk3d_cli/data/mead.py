@@ -9,7 +9,6 @@ clips are discovered per folder instead of reusing M003's sentence list; nothing
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -223,14 +222,10 @@ def _check_dirs(animation_dir: Path, audio_dir: Path, out: Path) -> None:
             raise ValueError(f"{name} {d} is not a folder; pass the folder that holds the subject folders")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder; choose a folder for DATA")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "param").mkdir(exist_ok=True)
-        (out / "wav").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise PermissionError(f"cannot create the output folder {out} ({exc.strerror}); choose a writable --out") from None
-    if not os.access(out / "param", os.W_OK) or not os.access(out / "wav", os.W_OK):
-        raise PermissionError(f"cannot write into {out}; choose a writable --out folder")
+    from probtalk3d_cli.io import check_output_dir
+
+    for folder in (out, out / "param", out / "wav"):  # created with the first file written into them
+        check_output_dir(folder)
 
 
 def _run(jobs: list[tuple], workers: int) -> Iterable[dict]:

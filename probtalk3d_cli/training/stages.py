@@ -26,7 +26,9 @@ FIXES = [
 
 
 def _prepare_run_dir(out: Path, resume: bool) -> tuple[Path, bool]:
-    """Create the run directory; returns (path, resume) where resume is False when nothing was saved yet."""
+    """Check the run directory; returns (path, resume) where resume is False when nothing was saved yet."""
+    from probtalk3d_cli.io import check_output_dir
+
     out = Path(out)
     last = out / "last.pt"
     if resume and not last.exists():
@@ -41,10 +43,7 @@ def _prepare_run_dir(out: Path, resume: bool) -> tuple[Path, bool]:
     if resume:  # temporary files of a killed save are never mistaken for results; clear them
         for stale in out.glob(".*.tmp-*"):
             stale.unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PermissionError(f"cannot create run directory {out} ({exc.strerror}); choose a writable --out") from None
+    check_output_dir(out)  # created with config.yaml, once every input has been checked
     return out, resume
 
 
@@ -102,7 +101,7 @@ def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, res
     Returns:
         TrainResult (paths of best.pt / last.pt, epochs, steps, best validation loss, history).
     """
-    from probtalk3d_cli.data.dataset import MotionDataset, collate_clips
+    from probtalk3d_cli.data.dataset import MotionDataset, check_clip_files, collate_clips
     from probtalk3d_cli.data.splits import list_clips, load_splits
     from probtalk3d_cli.device import seed_everything
     from probtalk3d_cli.models.prior import build_prior, normalisation_meta
@@ -115,6 +114,7 @@ def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, res
     splitset = load_splits(data_root, cfg.data.splits)
     train_keys = list_clips(data_root, "prior", "train", cfg.data.splits)
     val_keys = list_clips(data_root, "prior", "val", cfg.data.splits)
+    check_clip_files(data_root, train_keys + val_keys)  # a damaged file stops the run now, not after hours
     log.info("stage 1: %d training clips, %d validation clips (%s splits)", len(train_keys), len(val_keys),
              splitset.name)
     train_set = MotionDataset(data_root, train_keys, cache=cfg.data.cache, max_frames=_max_frames(cfg),
@@ -194,7 +194,7 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
         TrainResult; best.pt / last.pt are self-contained predictor checkpoints.
     """
     from probtalk3d_cli.checkpoint import load_checkpoint
-    from probtalk3d_cli.data.dataset import AudioMotionDataset, collate_clips
+    from probtalk3d_cli.data.dataset import AudioMotionDataset, check_clip_files, collate_clips
     from probtalk3d_cli.data.splits import list_clips, load_splits
     from probtalk3d_cli.device import seed_everything
     from probtalk3d_cli.models.predictor import MotionPredictor
@@ -207,6 +207,9 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
     seed_everything(cfg.train_pred.seed)
     splitset = load_splits(data_root, cfg.data.splits)
     identities = list(splitset.identities)
+    train_keys = list_clips(data_root, "pred", "train", cfg.data.splits)
+    val_keys = list_clips(data_root, "pred", "val", cfg.data.splits)
+    check_clip_files(data_root, train_keys + val_keys, audio=True)  # damaged files, mismatched wav/npy pairs
     if resume:
         payload = load_checkpoint(run_dir / "last.pt", expect="predictor")
         model = MotionPredictor.from_checkpoint(payload)
@@ -226,8 +229,6 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
         cfg.prior = prior_model.cfg
         model = MotionPredictor.from_configs(cfg, identities, prior_model)
     cfg.prior, cfg.audio = model.config.prior, model.config.audio  # the checkpoint must describe the model
-    train_keys = list_clips(data_root, "pred", "train", cfg.data.splits)
-    val_keys = list_clips(data_root, "pred", "val", cfg.data.splits)
     log.info("stage 2: %d training clips, %d validation clips, %d identities", len(train_keys), len(val_keys),
              len(identities))
     train_set = AudioMotionDataset(data_root, train_keys, identities, cache=cfg.data.cache,
