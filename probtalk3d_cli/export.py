@@ -558,7 +558,7 @@ def export(input_path: str | Path, out: str | Path, flame=None, *, fmt: Optional
 
     from probtalk3d_cli import __version__
     from probtalk3d_cli.flame import FlameConverter, split_motion, split_params
-    from probtalk3d_cli.io import TMP_MARK, atomic_path
+    from probtalk3d_cli.io import TMP_MARK, atomic_path, explain_os_error
     from probtalk3d_cli.render import find_sidecar_audio
     from probtalk3d_cli.vertices import load_animation, write_obj
 
@@ -668,10 +668,12 @@ def export(input_path: str | Path, out: str | Path, flame=None, *, fmt: Optional
                     old = Path(tempfile.mkdtemp(prefix=f".{out.name}{TMP_MARK}old-", dir=out.parent))
                     os.replace(out, old / "seq")
                 os.replace(tmp_dir, out)
-        except BaseException:
+        except BaseException as exc:
             shutil.rmtree(tmp_dir, ignore_errors=True)
             if old is not None and (old / "seq").is_dir() and not out.exists():
                 os.replace(old / "seq", out)
+            if isinstance(exc, OSError):
+                raise explain_os_error(exc, out) from exc
             raise
         finally:
             if old is not None:

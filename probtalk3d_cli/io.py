@@ -42,7 +42,8 @@ def _blocking_file(path: Path) -> Optional[Path]:
     return None
 
 
-def _explain_os_error(exc: OSError, path: Path) -> Exception:
+def explain_os_error(exc: OSError, path: Path) -> Exception:
+    """A one-line error for a failed write of `path` (disk full, permission, a file in the way), or `exc` itself."""
     if exc.errno == errno.ENOSPC:
         return OSError(exc.errno, f"disk full while writing {path}; free some space and run the command again")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -85,7 +86,7 @@ def ensure_dir(path: str | Path, flag: str = "--out") -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _explain_os_error(exc, p / "x") from None
+        raise explain_os_error(exc, p / "x") from None
     return p
 
 
@@ -101,7 +102,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise _explain_os_error(exc, path) from None
+        raise explain_os_error(exc, path) from None
     if not os.access(parent, os.W_OK):
         raise PermissionError(errno.EACCES, f"cannot write into {parent}: permission denied; choose a writable folder")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARK}", suffix=path.suffix, dir=parent)
@@ -119,7 +120,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise _explain_os_error(exc, path) from exc
+        raise explain_os_error(exc, path) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

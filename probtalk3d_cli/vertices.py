@@ -259,7 +259,7 @@ def to_vertices(inputs, out_dir: str | Path, flame, *, shape: Optional[str] = No
     import tempfile
     import time
 
-    from probtalk3d_cli.io import TMP_MARK, atomic_path, ensure_dir
+    from probtalk3d_cli.io import TMP_MARK, atomic_path, ensure_dir, explain_os_error
     from probtalk3d_cli.ui import progress
 
     t0 = time.perf_counter()
@@ -330,8 +330,10 @@ def to_vertices(inputs, out_dir: str | Path, flame, *, shape: Optional[str] = No
                             write_obj(tmp_dir / _frame_name(i, fmt), v, faces_text)
                         i += 1
                 os.replace(tmp_dir, dest)
-            except BaseException:
+            except BaseException as exc:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
+                if isinstance(exc, OSError):
+                    raise explain_os_error(exc, dest) from exc
                 raise
             written.append(dest)
         frames += t
