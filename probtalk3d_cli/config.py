@@ -317,7 +317,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return str(value)
     if tp is list or origin is list:
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:  # e.g. '[1, 2' or a !!python tag: say what is wanted, not the parser's trace
+                raise ConfigError(f"config key '{key}' must be a list of numbers written [a, b, ...], got {value!r}") from None
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
         out = []
