@@ -61,7 +61,16 @@ def _torch_load_from_bytes(data: bytes):
     # weights-only loader, which executes nothing.
     import torch
 
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    from probtalk3d_cli.checkpoint import unsafe_global
+
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = unsafe_global(exc)
+        if refused is None:
+            raise
+        raise UnsafePickleError(f"refusing to load '{refused}' from an embedded torch payload (not on the "
+                                "allow-list)") from None
 
 
 def _torch_rebuild_tensor(*args):

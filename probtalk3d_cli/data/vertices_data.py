@@ -192,7 +192,11 @@ def check_vertex_data(data_root: str | Path, keys: Sequence[ClipKey], subjects: 
 
 
 def _param_frames(path: Path) -> int:
-    a = np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # truncated, not .npy, or object arrays (pickles are refused)
+        raise ValueError(f"param file {path} is unreadable or not a plain numeric .npy ({' '.join(str(exc).split())}); "
+                         "rerun `probtalk3d preprocess` or delete it") from None
     if a.ndim != 3 or a.shape[0] != 1 or a.shape[2] != N_PARAMS or a.shape[1] < 1:
         raise ValueError(f"param file {path} has shape {list(a.shape)}; expected [1, T, 403] — rerun `probtalk3d "
                          "preprocess`")
