@@ -105,6 +105,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise explain_os_error(exc, path) from None
     if not os.access(parent, os.W_OK):
         raise PermissionError(errno.EACCES, f"cannot write into {parent}: permission denied; choose a writable folder")
+    _clear_stale_temporaries(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}{TMP_MARK}", suffix=path.suffix, dir=parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -116,6 +117,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
                 os.fsync(fh.fileno())
         except OSError:
             pass
+        _write_fault()
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -125,6 +127,34 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _clear_stale_temporaries(path: Path) -> None:
+    """Remove temporary files an earlier, killed write of this very `path` left behind (`.STEM.tmp-*SUFFIX`), so
+    rerunning a killed batch job leaves a clean folder. Temporaries of other outputs are not touched."""
+    import glob
+
+    for old in path.parent.glob(f".{glob.escape(path.stem)}{TMP_MARK}*{glob.escape(path.suffix)}"):
+        if old.is_file() and not old.is_symlink():
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+_writes_done = 0
+
+
+def _write_fault() -> None:
+    """Test-only kill point: PROBTALK3D_FAULT=write:N SIGKILLs the process during its N-th atomic write, with the
+    temporary file complete but not yet renamed (tests/reliability/test_batch_kill.py)."""
+    global _writes_done
+    spec = os.environ.get("PROBTALK3D_FAULT", "")
+    if not spec.startswith("write:"):
+        return
+    _writes_done += 1
+    if spec[6:].isdigit() and int(spec[6:]) == _writes_done:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
