@@ -93,7 +93,8 @@ def save_checkpoint(
     if train_state is not None:
         payload["train_state"] = train_state
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as fh:  # a file object: the zip's folder is 'archive', not the random temporary name,
+            torch.save(payload, fh)  # so the same content gives the same bytes
     return Path(path)
 
 

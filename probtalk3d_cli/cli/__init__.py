@@ -119,6 +119,7 @@ def _register() -> None:
         import_official,
         export,
         info,
+        demo,
     )
 
 
