@@ -53,13 +53,16 @@ def run_case(name: str, steps: int, warmup: int) -> dict:
     cfg.audio.model = "tiny"  # replaced below by a full HuBERT-base architecture with random weights
     dev = torch.device("cpu")
     prior = build_prior(cfg)
+    from probtalk3d_cli.training.stages import _fast_dropout
+
     if stage == "prior":
+        _fast_dropout(prior)
         model = prior.train()
         t = int(size)
         motion = torch.rand(batch, t, 53)
         b = {"motion": motion, "mask": torch.ones(batch, t, dtype=torch.bool), "lengths": torch.full((batch,), t)}
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+        opt = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)  # as the trainer
 
         def step():
             with autocast(dev, precision == "bf16"):
@@ -79,6 +82,7 @@ def run_case(name: str, steps: int, warmup: int) -> dict:
         from probtalk3d_cli.data.schema import OFFICIAL_TRAIN_SUBJECTS
 
         model = MotionPredictor(cfg, list(OFFICIAL_TRAIN_SUBJECTS), prior, enc).train()
+        _fast_dropout(model, enc)  # as train-pred does
         n = int(size * 16000)
         t = int(size * 25)
         rng = np.random.default_rng(0)
@@ -89,7 +93,7 @@ def run_case(name: str, steps: int, warmup: int) -> dict:
              "subject": torch.zeros(batch, dtype=torch.long), "emotion": torch.ones(batch, dtype=torch.long),
              "intensity": torch.ones(batch, dtype=torch.long)}
         params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=1e-5, betas=(0.9, 0.98), eps=1e-9)
+        opt = torch.optim.Adam(params, lr=1e-5, betas=(0.9, 0.98), eps=1e-9, fused=True)  # as the trainer
         feat_cache = CnnFeatureCache(4e9) if cache else None
 
         def step():

