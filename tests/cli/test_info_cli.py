@@ -14,7 +14,17 @@ def test_info_json(cli, tmp_path, monkeypatch):
     rep = json.loads(r.stdout)
     import torch
 
+    import platform
+    from importlib.metadata import version
+
+    import transformers
+
     assert rep["versions"]["torch"] == torch.__version__
+    assert rep["python"] == platform.python_version()
+    assert rep["versions"]["transformers"] == transformers.__version__
+    assert rep["versions"]["smplx"] == version("smplx")
+    assert rep["versions"]["pyrender-maintained"] == version("pyrender-maintained")
+    assert rep["device"]["mps_available"] == (hasattr(torch.backends, "mps") and torch.backends.mps.is_available())
     assert rep["device"]["resolved"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
     assert rep["device"]["cuda_available"] == torch.cuda.is_available()
     looked = [row["path"] for row in rep["flame"]["looked_in"]]
