@@ -6,7 +6,7 @@ CLI    := $(VENV)/bin/probtalk3d
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install gl test demo demo-train validate bench clean
+.PHONY: install gl validator test demo demo-train validate bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ gl:
 
 install: $(STAMP) gl
 
-test: install
+# The Khronos glTF validator for the export tests, from npm (best effort: those two tests skip without Node.js).
+validator: install
+	@test -d $(VENV)/node/node_modules/gltf-validator || { command -v npm >/dev/null 2>&1 && \
+	  npm install --prefix $(VENV)/node gltf-validator --no-audit --no-fund --silent >/dev/null 2>&1; } || \
+	  echo "note: could not install the gltf-validator npm package; its export tests will be skipped"
+
+test: install validator
 	$(PY) -m pytest -q
 
 demo: install

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pygltflib
@@ -289,17 +290,27 @@ def test_trimesh_loads_the_glb(tmp_path, flame):
     assert mesh.vertices.shape == (flame.num_vertices, 3) and mesh.faces.shape == flame.faces.shape
 
 
+VALIDATOR_MODULES = Path(__file__).resolve().parents[2] / ".venv" / "node" / "node_modules"  # `make validator`
+
+
+def _node_env() -> dict:
+    paths = [str(VALIDATOR_MODULES)] + [p for p in os.environ.get("NODE_PATH", "").split(os.pathsep) if p]
+    return {**os.environ, "NODE_PATH": os.pathsep.join(paths)}
+
+
 def _node_validator():
     node = shutil.which("node")
     if node is None:
         return None
-    r = subprocess.run([node, "-e", "require.resolve('gltf-validator')"], capture_output=True, timeout=30)
+    r = subprocess.run([node, "-e", "require.resolve('gltf-validator')"], capture_output=True, timeout=30,
+                       env=_node_env())
     return node if r.returncode == 0 else None
 
 
 @pytest.mark.parametrize("fmt", ["glb", "gltf"])
 def test_khronos_validator_reports_no_issues(tmp_path, flame, fmt):
-    """Runs when Node.js can `require('gltf-validator')` (e.g. NODE_PATH=.../node_modules); skipped otherwise."""
+    """Runs when Node.js can `require('gltf-validator')` (`make test` installs it into .venv/node; or NODE_PATH);
+    skipped otherwise."""
     node = _node_validator()
     if node is None:
         pytest.skip("Node.js with the gltf-validator npm package is not available")
@@ -312,7 +323,7 @@ def test_khronos_validator_reports_no_issues(tmp_path, flame, fmt):
         out = tmp_path / f"{name}_x.{fmt}"
         export(tmp_path / f"{name}.npy", out, flame)
         r = subprocess.run([node, "-e", script, str(out)], capture_output=True, text=True, timeout=120,
-                           env={**os.environ})
+                           env=_node_env())
         assert r.returncode == 0, r.stderr
         issues = json.loads(r.stdout)
         assert issues["numErrors"] == 0 and issues["numWarnings"] == 0, issues["messages"]
