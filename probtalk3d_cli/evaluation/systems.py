@@ -114,7 +114,7 @@ def split_name(spec: str) -> tuple[Optional[str], str]:
     text = str(spec)
     if "=" in text and not Path(text).exists():
         name, path = text.split("=", 1)
-        if name and re.fullmatch(r"[\w.+-]+", name) and path:
+        if name and re.fullmatch(r"[\w.+()-][\w.+() -]*", name) and path:  # e.g. "ProbTalk3D (tiny)=runs/pred"
             return name, path
     return None, text
 
