@@ -132,7 +132,8 @@ def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, res
                               seed=cfg.train_prior.seed)
     val_set = MotionDataset(data_root, val_keys, cache=cfg.data.cache)
     prior = build_prior(cfg)
-    _fast_dropout(prior)
+    if cfg.train_prior.fast_dropout:
+        _fast_dropout(prior)
     meta = {"normalisation": normalisation_meta(), "seed": cfg.train_prior.seed}
     meta.update(_data_meta(cfg, data_root, splitset, len(train_keys), len(val_keys)))
     spec = StageSpec(name="prior", kind="prior", cfg=cfg, tcfg=cfg.train_prior, model=prior, train_set=train_set,
@@ -241,7 +242,8 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
         cfg.prior = prior_model.cfg
         model = MotionPredictor.from_configs(cfg, identities, prior_model)
     cfg.prior, cfg.audio = model.config.prior, model.config.audio  # the checkpoint must describe the model
-    _fast_dropout(model, model.audio_encoder)
+    if cfg.train_pred.fast_dropout:
+        _fast_dropout(model, model.audio_encoder)
     log.info("stage 2: %d training clips, %d validation clips, %d identities", len(train_keys), len(val_keys),
              len(identities))
     train_set = AudioMotionDataset(data_root, train_keys, identities, cache=cfg.data.cache,
