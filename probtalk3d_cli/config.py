@@ -192,6 +192,7 @@ class RenderConfig:
     backend: str = "auto"  # auto | egl | osmesa
     color: list = field(default_factory=lambda: [0.72, 0.72, 0.78])
     camera_distance: float = 0.0  # 0 = frame the face automatically
+    camera: list = field(default_factory=lambda: [0.0, 0.0])  # [yaw, pitch] degrees around the head; 0,0 = front
     crf: int = 20  # H.264 quality
 
 

@@ -183,7 +183,7 @@ class _NormalSolver:
 
 
 def frame_camera(verts: np.ndarray, yfov: float = YFOV, distance: float = 0.0, aspect: float = 1.0,
-                 margin: float = 1.1, drop_bottom: float = 0.2) -> np.ndarray:
+                 margin: float = 1.1, drop_bottom: float = 0.2, yaw: float = 0.0, pitch: float = 0.0) -> np.ndarray:
     """Camera pose (4x4, looking down -z, y up) that frames the mesh bounds of `verts` [..., V, 3].
 
     The lowest `drop_bottom` of the height (the neck of a FLAME head) is left out of the framing, so the face fills
@@ -191,19 +191,28 @@ def frame_camera(verts: np.ndarray, yfov: float = YFOV, distance: float = 0.0, a
 
     Args:
         distance: camera distance from the centre of the bounds in metres; 0 = fit the bounds automatically.
+        yaw, pitch: degrees; the camera orbits the centre at that distance, always looking at it: yaw about the
+            vertical axis (+ = toward +x, the head's left side, seen from the viewer's right), pitch up (+ = from
+            above). (0, 0) = straight from the front.
     """
     pts = np.asarray(verts, dtype=np.float64).reshape(-1, 3)
     lo, hi = pts.min(0), pts.max(0)
     lo[1] += drop_bottom * (hi[1] - lo[1])
     centre = 0.5 * (lo + hi)
-    half_h = 0.5 * (hi[1] - lo[1])
-    half_w = 0.5 * (hi[0] - lo[0]) / max(aspect, 1e-6)
+    a, b = math.radians(yaw), math.radians(-pitch)
+    ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(b), -math.sin(b)], [0, math.sin(b), math.cos(b)]])
+    rot = ry @ rx  # camera axes in world coordinates; it looks along its -z, at the centre
     if distance and distance > 0:
         dist = float(distance)
-    else:
-        dist = (hi[2] - centre[2]) + margin * max(half_h, half_w, 1e-6) / math.tan(yfov / 2)
+    else:  # fit the kept part (above the dropped bottom), measured along the camera's own axes
+        rel = (pts[pts[:, 1] >= lo[1]] - centre) @ rot
+        half_h = np.abs(rel[:, 1]).max()
+        half_w = np.abs(rel[:, 0]).max() / max(aspect, 1e-6)
+        dist = rel[:, 2].max() + margin * max(half_h, half_w, 1e-6) / math.tan(yfov / 2)
     pose = np.eye(4)
-    pose[:3, 3] = [centre[0], centre[1], centre[2] + dist]
+    pose[:3, :3] = rot
+    pose[:3, 3] = centre + rot @ np.array([0.0, 0.0, dist])
     return pose
 
 
@@ -213,7 +222,7 @@ def _light_pose(cam_pose: np.ndarray, pitch_deg: float, yaw_deg: float) -> np.nd
     rx = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
     ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
     pose = cam_pose.copy()
-    pose[:3, :3] = ry @ rx
+    pose[:3, :3] = cam_pose[:3, :3] @ ry @ rx  # the lights turn with the camera
     return pose
 
 
@@ -459,7 +468,7 @@ class RenderOutput:
 def render_video(sequences: Sequence[np.ndarray], faces: np.ndarray, out: str | Path, *, fps: float = 25.0,
                  size: int = 512, audio: Optional[str | Path] = None, labels: Optional[Sequence[str]] = None,
                  color: Sequence[float] = DEFAULT_COLOR, camera_distance: float = 0.0, backend: str = "auto",
-                 crf: int = 20) -> RenderOutput:
+                 crf: int = 20, camera: Sequence[float] = (0.0, 0.0)) -> RenderOutput:
     """Render one or more vertex sequences side by side into an H.264/AAC mp4 (yuv420p), written atomically.
 
     Args:
@@ -471,6 +480,7 @@ def render_video(sequences: Sequence[np.ndarray], faces: np.ndarray, out: str | 
         labels: one text per panel (drawn top left), or None.
         color: mesh RGB in [0, 1]. camera_distance: metres from the mesh centre, 0 = frame automatically.
         backend: auto | egl | osmesa. crf: H.264 quality (lower = better, 18-23 typical).
+        camera: (yaw, pitch) in degrees around the head (see `frame_camera`); (0, 0) = from the front.
 
     Returns:
         RenderOutput with frame count, size, audio handling and timing.
@@ -509,7 +519,15 @@ def render_video(sequences: Sequence[np.ndarray], faces: np.ndarray, out: str | 
     width, height = size * k_panels, size
 
     # One camera for all panels, framing the first frames of every sequence together.
-    cam_pose = frame_camera(np.concatenate([s[:1] for s in sequences], 0), distance=camera_distance)
+    try:
+        yaw, pitch = (float(a) for a in camera)
+    except (TypeError, ValueError):
+        yaw = pitch = float("nan")
+    if not (np.isfinite(yaw) and np.isfinite(pitch) and abs(pitch) < 90):
+        raise ValueError(f"render.camera must be [yaw, pitch] in degrees with |pitch| < 90, got {camera!r}; "
+                         "e.g. --camera 30,10")
+    cam_pose = frame_camera(np.concatenate([s[:1] for s in sequences], 0), distance=camera_distance, yaw=yaw,
+                            pitch=pitch)
     overlays = [label_overlay(str(t), size, size) if str(t) else None for t in labels] if labels else []
 
     audio_path = Path(audio) if audio is not None else None
@@ -558,7 +576,7 @@ def render_video(sequences: Sequence[np.ndarray], faces: np.ndarray, out: str | 
 def render(inputs: Sequence[str | Path], out: str | Path, flame=None, *, audio: Optional[str | Path] = None,
            labels: Optional[Sequence[str]] = None, fps: float = 25.0, size: int = 512,
            color: Sequence[float] = DEFAULT_COLOR, camera_distance: float = 0.0, backend: str = "auto", crf: int = 20,
-           device=None) -> RenderOutput:
+           device=None, camera: Sequence[float] = (0.0, 0.0)) -> RenderOutput:
     """`probtalk3d render`: params, motion or vertex `.npy` files -> one mp4 (several inputs = side by side).
 
     Args:
@@ -586,4 +604,4 @@ def render(inputs: Sequence[str | Path], out: str | Path, flame=None, *, audio: 
     if labels is None and len(paths) > 1:
         labels = [p.stem for p in paths]
     return render_video(seqs, flame.faces, out, fps=fps, size=size, audio=audio, labels=labels, color=color,
-                        camera_distance=camera_distance, backend=backend, crf=crf)
+                        camera_distance=camera_distance, backend=backend, crf=crf, camera=camera)

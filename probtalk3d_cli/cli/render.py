@@ -24,6 +24,23 @@ def _parse_color(text: Optional[str]):
     return rgb
 
 
+def _parse_camera(text: Optional[str]):
+    if text is None:
+        return None
+    presets = {"front": [0.0, 0.0], "left": [60.0, 0.0], "right": [-60.0, 0.0], "above": [0.0, 30.0],
+               "below": [0.0, -30.0]}
+    if text.strip().lower() in presets:
+        return presets[text.strip().lower()]
+    try:
+        angles = [float(x) for x in text.split(",")]
+    except ValueError:
+        angles = []
+    if len(angles) != 2 or not all(-180.0 <= a <= 180.0 for a in angles) or abs(angles[1]) >= 90.0:
+        raise typer.BadParameter(f"{text!r}: give YAW,PITCH in degrees (yaw -180..180, pitch -89..89), e.g. 30,10, "
+                                 f"or one of {', '.join(presets)}", param_hint="--camera")
+    return angles
+
+
 @app.command("render")
 def render_command(
     input_: Annotated[Path, typer.Argument(metavar="INPUT", help="[1, T, 403] params, [T, 53] motion or [T, V, 3] "
@@ -47,6 +64,11 @@ def render_command(
     camera_distance: Annotated[Optional[float], typer.Option(
         "--camera-distance", help="Camera distance from the head centre in metres; 0 = frame automatically "
                                   "[render.camera_distance: 0].", show_default=False)] = None,
+    camera: Annotated[Optional[str], typer.Option(
+        "--camera", help="View: YAW,PITCH in degrees around the head (+yaw shows the head's left side, +pitch looks "
+                         "from above), or front | left | right | above | below (left/right: the head's side, 60°) "
+                         "[render.camera: 0,0 = front].",
+        show_default=False)] = None,
     color: Annotated[Optional[str], typer.Option("--color", help="Mesh colour R,G,B in [0, 1] (config render.color).",
                                                  show_default=False)] = None,
     backend: Annotated[Optional[str], typer.Option(
@@ -69,6 +91,7 @@ def render_command(
 
     cfg = resolve(config, set_, {"paths.flame_model": flame_model, "render.size": size, "render.fps": fps,
                                  "render.camera_distance": camera_distance, "render.color": _parse_color(color),
+                                 "render.camera": _parse_camera(camera),
                                  "render.backend": backend, "render.crf": crf})
     r = cfg.render
     dev = resolve_device(device)
@@ -76,7 +99,7 @@ def render_command(
     label_list = [t.strip() for t in labels.split(",")] if labels is not None else None
     res = render([input_] + list(side_by_side or []), out, flame, audio=audio, labels=label_list, fps=r.fps,
                  size=r.size, color=r.color[:3], camera_distance=r.camera_distance, backend=r.backend, crf=r.crf,
-                 device=dev)
+                 device=dev, camera=r.camera)
     audio_text = f"audio {res.audio.name} ({res.audio_note})" if res.audio else "no audio"
     say(f"wrote {res.path} ({res.frames} frames, {res.width}x{res.height}, {res.fps:g} fps, {audio_text}) in "
         f"{res.seconds:.1f} s ({res.render_fps:.1f} frames/s, {res.backend})")

@@ -59,9 +59,36 @@ def test_render_errors(cli, files):
     assert r.exit_code == 1 and "nope.wav" in r.stderr
     r = cli("render", files / "motion.npy", "--out", files / "a.mp4", "--flame-model", "demo", "--color", "1,2")
     assert r.exit_code == 2
+    r = cli("render", files / "motion.npy", "--out", files / "a.mp4", "--flame-model", "demo", "--camera", "10,95")
+    assert r.exit_code == 2 and "YAW,PITCH" in r.output
+    r = cli("render", files / "motion.npy", "--out", files / "a.mp4", "--flame-model", "demo", "--set",
+            "render.camera=[1]")
+    assert r.exit_code == 1 and "render.camera" in r.stderr
     r = cli("render", files / "motion.npy", "--out", files / "a.mp4", "--flame-model", "demo", "--backend", "wgl")
     assert r.exit_code == 1 and "render.backend" in r.stderr
     np.save(files / "bad.npy", np.zeros((6, 7), dtype=np.float32))
     r = cli("render", files / "bad.npy", "--out", files / "a.mp4", "--flame-model", "demo")
     assert r.exit_code == 1 and "bad.npy" in r.stderr
     assert not list(files.glob("*.mp4")) and not list(files.glob(".*"))
+
+
+def _first_frame(path):
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    return np.frombuffer(next(reader), np.uint8).reshape(h, w, 3).astype(np.int16)
+
+
+def test_camera_views(cli, files):
+    frames = {}
+    for view in ("front", "left", "30,20"):
+        out = files / f"view_{view.replace(',', '_')}.mp4"
+        r = cli("render", files / "motion.npy", "--out", out, "--flame-model", "demo", "--size", "64", "--camera", view)
+        assert r.exit_code == 0, r.output
+        frames[view] = _first_frame(out)
+    for view, img in frames.items():
+        assert (np.abs(img - 255).sum(axis=2) > 30).mean() > 0.05, view  # the head is in the picture
+    assert np.abs(frames["front"] - frames["left"]).mean() > 5  # a different view, not the same picture
+    assert np.abs(frames["left"] - frames["30,20"]).mean() > 2

@@ -61,7 +61,7 @@ def talking(conv, t=10):
 
 def project(point, cam_pose, size):
     """Pixel (row, col) of a world point for the renderer's camera (yfov = YFOV, square image)."""
-    p = np.asarray(point, dtype=np.float64) - cam_pose[:3, 3]
+    p = cam_pose[:3, :3].T @ (np.asarray(point, dtype=np.float64) - cam_pose[:3, 3])  # camera coordinates
     f = (size / 2) / math.tan(YFOV / 2)
     return int(round(size / 2 - f * p[1] / -p[2])), int(round(size / 2 + f * p[0] / -p[2]))
 
@@ -202,6 +202,17 @@ def test_vertex_normals_and_camera_framing():
         row, col = project(c, pose, 100)
         assert 0 <= row < 100 and 0 <= col < 100
     assert frame_camera(cube, distance=3.0)[2, 3] == 3.0
+    # orbiting (hand-computed): yaw 90 puts the camera on +x looking along -x; pitch 30 lifts it by d sin 30
+    side = frame_camera(cube, distance=3.0, yaw=90.0, drop_bottom=0.0)
+    np.testing.assert_allclose(side[:3, 3], [3.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(side[:3, :3] @ [0, 0, -1], [-1.0, 0.0, 0.0], atol=1e-12)
+    up = frame_camera(cube, distance=2.0, pitch=30.0, drop_bottom=0.0)
+    np.testing.assert_allclose(up[:3, 3], [0.0, 1.0, 3 ** 0.5], atol=1e-12)
+    np.testing.assert_allclose(up[:3, :3] @ [0, 0, -1], -up[:3, 3] / 2.0, atol=1e-12)  # looks at the centre
+    np.testing.assert_allclose(up[:3, :3] @ up[:3, :3].T, np.eye(3), atol=1e-12)
+    for c in cube:  # an automatic distance still frames the cube from the side
+        row, col = project(c, frame_camera(cube, drop_bottom=0.0, yaw=-45.0, pitch=10.0), 100)
+        assert 0 <= row < 100 and 0 <= col < 100
 
 
 def test_backend_choice(monkeypatch):
