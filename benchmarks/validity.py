@@ -67,15 +67,14 @@ def classify(centroids: np.ndarray, features: np.ndarray) -> int:
 
 def ensure_corpus(data: Path, meta: dict) -> None:
     """Create the synthetic corpus the model was trained on in `data` unless it is already there."""
-    from probtalk3d_cli.data.synthetic import GENERATOR_VERSION, make_synthetic_corpus
-    from probtalk3d_cli.demo import _corpus_complete
+    from probtalk3d_cli.data.synthetic import GENERATOR_VERSION, corpus_complete, make_synthetic_corpus
 
     corpus = (meta.get("demo") or {}).get("corpus") or {"subjects": 4, "sentences": 4, "seed": 0}
     if corpus.get("generator_version", GENERATOR_VERSION) != GENERATOR_VERSION:
         raise ValueError(f"the model was trained on synthetic generator version {corpus['generator_version']}, this "
                          f"probtalk3d makes version {GENERATOR_VERSION}; retrain it with make demo-train")
     s, n, seed = int(corpus["subjects"]), int(corpus["sentences"]), int(corpus["seed"])
-    if not _corpus_complete(data, s, n, seed):
+    if not corpus_complete(data, s, n, seed):
         make_synthetic_corpus(data, subjects=s, sentences=n, seed=seed, workers=2)
 
 

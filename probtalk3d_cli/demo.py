@@ -213,26 +213,6 @@ def demo_config(config_files: Sequence[Union[str, Path]] = (), overrides: Sequen
     return load_config([str(f) for f in files], list(overrides))
 
 
-def _corpus_complete(data: Path, subjects: int, sentences: int, seed: int) -> bool:
-    """True when `data` holds the finished synthetic corpus with these settings (marker + every clip's files)."""
-    from probtalk3d_cli.data import synthetic as sy
-
-    marker = data / sy.MARKER_FILE
-    if not marker.is_file():
-        return False
-    try:
-        old = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    ids = sy.subject_ids(subjects)
-    want = {"format": sy.MARKER_FORMAT, "version": sy.GENERATOR_VERSION, "subjects": ids, "sentences": sentences,
-            "neutral_sentences": sy.neutral_sentence_count(sentences), "seed": seed}
-    if old != want:
-        return False
-    return all((data / "param" / f"{k}.npy").is_file() and (data / "wav" / f"{k}.wav").is_file()
-               for k in sy.synthetic_keys(ids, sentences)) and (data / "splits.json").is_file()
-
-
 def _check_run_config(run_dir: Path, cfg, sections: Sequence[str]) -> None:
     """A run folder made with other settings cannot be resumed: say so instead of failing deep inside torch."""
     from probtalk3d_cli.config import load_config
@@ -329,7 +309,7 @@ def demo_train(
     import torch
 
     from probtalk3d_cli.checkpoint import demo_checkpoint_path
-    from probtalk3d_cli.data.synthetic import GENERATOR_VERSION, make_synthetic_corpus
+    from probtalk3d_cli.data.synthetic import GENERATOR_VERSION, corpus_complete, make_synthetic_corpus
     from probtalk3d_cli.evaluation.evaluate import evaluate
     from probtalk3d_cli.generation.api import file_sha256
     from probtalk3d_cli.io import atomic_write_json
@@ -352,7 +332,7 @@ def demo_train(
 
     # 1. corpus
     t0 = time.perf_counter()
-    if _corpus_complete(data, subjects, sentences, seed):
+    if corpus_complete(data, subjects, sentences, seed):
         stage("corpus", True, t0, f"{data} is complete")
     else:
         s = make_synthetic_corpus(data, subjects=subjects, sentences=sentences, seed=seed, workers=workers)

@@ -24,11 +24,13 @@ of T motion frames (25 fps) has exactly T*640 + 80 audio samples (16 kHz), so Hu
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -452,9 +454,15 @@ def synthetic_splits(subjects: list[str], sentences: int):
                     list(subjects))
 
 
-def _check_out(out: Path, marker: dict) -> None:
-    import json
+def _read_marker(out: Path) -> Optional[dict]:
+    """The corpus marker in `out`, or None when it is absent or unreadable."""
+    try:
+        return json.loads((out / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
+
+def _check_out(out: Path, marker: dict) -> None:
     from probtalk3d_cli.io import is_temporary
 
     if out.exists() and not out.is_dir():
@@ -465,16 +473,28 @@ def _check_out(out: Path, marker: dict) -> None:
         return
     mpath = out / MARKER_FILE
     if mpath.is_file():
-        try:
-            old = json.loads(mpath.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = None
-        if old == marker:
+        if _read_marker(out) == marker:
             return  # same corpus: rewriting gives identical bytes
         raise ValueError(f"{out} holds a synthetic corpus made with other settings ({mpath}); choose an empty --out "
                          "folder or delete the old corpus first")
     raise ValueError(f"{out} already holds {len(existing)} data file(s) in param/ or wav/ that are not this synthetic "
                      "corpus; choose an empty --out folder")
+
+
+def corpus_marker(subjects: int, sentences: int, seed: int) -> dict:
+    """The MARKER_FILE content of a corpus made with these settings by this generator version."""
+    return {"format": MARKER_FORMAT, "version": GENERATOR_VERSION, "subjects": subject_ids(subjects),
+            "sentences": sentences, "neutral_sentences": neutral_sentence_count(sentences), "seed": seed}
+
+
+def corpus_complete(out: str | Path, subjects: int, sentences: int, seed: int) -> bool:
+    """True when `out` holds a finished corpus with these settings: its marker, every clip's files and splits.json
+    (so a caller can reuse it instead of writing it again)."""
+    out = Path(out)
+    if _read_marker(out) != corpus_marker(subjects, sentences, seed):
+        return False
+    return all((out / "param" / f"{k}.npy").is_file() and (out / "wav" / f"{k}.wav").is_file()
+               for k in synthetic_keys(subject_ids(subjects), sentences)) and (out / "splits.json").is_file()
 
 
 def make_synthetic_corpus(out: str | Path, subjects: int = DEFAULT_SUBJECTS, sentences: int = DEFAULT_SENTENCES,
@@ -502,8 +522,7 @@ def make_synthetic_corpus(out: str | Path, subjects: int = DEFAULT_SUBJECTS, sen
     ids = subject_ids(int(subjects))
     split_ranges(int(sentences))  # validates the count
     out = Path(out)
-    marker = {"format": MARKER_FORMAT, "version": GENERATOR_VERSION, "subjects": ids, "sentences": int(sentences),
-              "neutral_sentences": neutral_sentence_count(int(sentences)), "seed": int(seed)}
+    marker = corpus_marker(int(subjects), int(sentences), int(seed))
     _check_out(out, marker)
     keys = synthetic_keys(ids, int(sentences))
     t0 = time.perf_counter()

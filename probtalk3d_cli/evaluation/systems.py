@@ -149,21 +149,15 @@ def unique_names(names: Sequence[str]) -> list[str]:
 # --------------------------------------------------------------------------------------------------------
 
 
-class PredictorSystem(System):
-    """A ProbTalk3D predictor checkpoint (VQ or VAE prior) sampled with the run's settings (reference §4.5, §5.3).
-
-    Each clip is generated from its own wav and its own style (subject, emotion, intensity). The N samples come
-    from the generator `job_generator(seed, job_name)` (the one `generate` uses for the same wav and style), so
-    `generate` with the same seed and batch size 1 reproduces them; the audio is encoded once for all N samples,
-    which are decoded as one batch (`generation.synthesize`). Predictions longer than the ground truth are cut to
-    its length (stage-2 alignment T' = min(T_gt, floor(A/2)), reference §4.2).
-    """
+class _CheckpointSystem(System):
+    """What the model-checkpoint rows share: the model with its sampling settings, one identity slot per subject,
+    and per-clip requests whose N samples come from `job_generator(seed, job_name)` (as `generate` draws them)."""
 
     kind = "model"
     needs_audio = True
 
     def __init__(self, name: str, model, info: dict, sampling, num_samples: int, seed: int, *,
-                 window_seconds: float, overlap_seconds: float, batch_size: int, precision: str = "fp32"):
+                 window_seconds: float, overlap_seconds: float, precision: str = "fp32"):
         super().__init__(name)
         self.model = model
         self.info = info
@@ -172,7 +166,6 @@ class PredictorSystem(System):
         self.seed = int(seed)
         self.window_seconds = float(window_seconds)
         self.overlap_seconds = float(overlap_seconds)
-        self.batch_size = int(batch_size)
         self.precision = precision
         self.cut_clips = 0
 
@@ -184,14 +177,36 @@ class PredictorSystem(System):
                              f"(it knows {', '.join(self.model.identities)}); evaluate on a split of its training "
                              "subjects")
 
-    def predict_batch(self, clips: Sequence[EvalClip]) -> list[Optional[Prediction]]:
-        from probtalk3d_cli.generation.core import ClipRequest, synthesize
+    def _requests(self, clips: Sequence[EvalClip]) -> list:
+        """One ClipRequest per clip: its audio, its own style, its own seeded generator."""
+        from probtalk3d_cli.generation.core import ClipRequest
         from probtalk3d_cli.generation.jobs import job_generator
 
         ids = self.model.identities
-        requests = [ClipRequest(c.audio, [(ids.index(c.key.subject), c.key.emotion, c.key.intensity)],
-                                [job_generator(self.seed, c.job_name)]) for c in clips]
-        out = synthesize(self.model, requests, self.num_samples, self.sampling, window_seconds=self.window_seconds,
+        return [ClipRequest(c.audio, [(ids.index(c.key.subject), c.key.emotion, c.key.intensity)],
+                            [job_generator(self.seed, c.job_name)]) for c in clips]
+
+
+class PredictorSystem(_CheckpointSystem):
+    """A ProbTalk3D predictor checkpoint (VQ or VAE prior) sampled with the run's settings (reference §4.5, §5.3).
+
+    Each clip is generated from its own wav and its own style (subject, emotion, intensity). The N samples come
+    from the generator `job_generator(seed, job_name)` (the one `generate` uses for the same wav and style), so
+    `generate` with the same seed and batch size 1 reproduces them; the audio is encoded once for all N samples,
+    which are decoded as one batch (`generation.synthesize`). Predictions longer than the ground truth are cut to
+    its length (stage-2 alignment T' = min(T_gt, floor(A/2)), reference §4.2).
+    """
+
+    def __init__(self, name: str, model, info: dict, sampling, num_samples: int, seed: int, *,
+                 window_seconds: float, overlap_seconds: float, batch_size: int, precision: str = "fp32"):
+        super().__init__(name, model, info, sampling, num_samples, seed, window_seconds=window_seconds,
+                         overlap_seconds=overlap_seconds, precision=precision)
+        self.batch_size = int(batch_size)
+
+    def predict_batch(self, clips: Sequence[EvalClip]) -> list[Optional[Prediction]]:
+        from probtalk3d_cli.generation.core import synthesize
+
+        out = synthesize(self.model, self._requests(clips), self.num_samples, self.sampling, window_seconds=self.window_seconds,
                          overlap_seconds=self.overlap_seconds, batch_size=self.batch_size, precision=self.precision)
         preds = []
         for clip, per_style in zip(clips, out):
@@ -242,7 +257,7 @@ def _predictor_system(payload, name: str, device, settings, window: tuple[float,
     return system
 
 
-class FaceDiffuserSystem(System):
+class FaceDiffuserSystem(_CheckpointSystem):
     """A FaceDiffuser checkpoint (reference §10), scored in vertex space with identity, as the original evaluation.
 
     Each clip is generated from its own wav and style with the generator `job_generator(seed, job_name)` (so
@@ -253,8 +268,6 @@ class FaceDiffuserSystem(System):
     pivot and the mouth the jaw rotates); FDD measures motion relative to each row's own reference.
     """
 
-    kind = "model"
-    needs_audio = True
     PROTOCOL = {
         "ground_truth": "DATA/vertex/<KEY>.npy: FLAME(clip shape, 100 expression coefficients, jaw), identity "
                         "included (reference §8.6, §10)",
@@ -264,17 +277,9 @@ class FaceDiffuserSystem(System):
 
     def __init__(self, name: str, model, info: dict, sampling, num_samples: int, seed: int, data_root, *,
                  window_seconds: float, overlap_seconds: float, precision: str = "fp32"):
-        super().__init__(name)
-        self.model = model
-        self.info = info
-        self.sampling = sampling
-        self.num_samples = int(num_samples)
-        self.seed = int(seed)
+        super().__init__(name, model, info, sampling, num_samples, seed, window_seconds=window_seconds,
+                         overlap_seconds=overlap_seconds, precision=precision)
         self.data_root = Path(data_root)
-        self.window_seconds = float(window_seconds)
-        self.overlap_seconds = float(overlap_seconds)
-        self.precision = precision
-        self.cut_clips = 0
         self.notes.append("FaceDiffuser protocol (reference §10): ground truth with identity from DATA/vertex, FDD "
                           "against the subject template; ProbTalk3D rows use zero shape and the all-zero mesh")
 
@@ -282,11 +287,7 @@ class FaceDiffuserSystem(System):
         """Subjects need an identity slot, and every clip its DATA/vertex file of the model's vertex count."""
         from probtalk3d_cli.data.vertices_data import INFO_FILE, read_vertex_info, vertex_path
 
-        unknown = sorted({k.subject for k in keys} - set(self.model.identities))
-        if unknown:
-            raise ValueError(f"checkpoint {self.name} has no identity for subject(s) {', '.join(unknown)} of the split "
-                             f"(it knows {', '.join(self.model.identities)}); evaluate on a split of its training "
-                             "subjects")
+        super().check_subjects(keys)
         info = read_vertex_info(self.data_root)
         missing = [str(k) for k in keys if not vertex_path(self.data_root, k).is_file()]
         if info is None or missing:
@@ -300,14 +301,10 @@ class FaceDiffuserSystem(System):
 
     def predict_batch(self, clips: Sequence[EvalClip]) -> list[Optional[Prediction]]:
         from probtalk3d_cli.data.vertices_data import load_clip_vertices
-        from probtalk3d_cli.generation.core import ClipRequest
         from probtalk3d_cli.generation.facediffuser import synthesize_vertices
-        from probtalk3d_cli.generation.jobs import job_generator
 
         ids = self.model.identities
-        requests = [ClipRequest(c.audio, [(ids.index(c.key.subject), c.key.emotion, c.key.intensity)],
-                                [job_generator(self.seed, c.job_name)]) for c in clips]
-        out = synthesize_vertices(self.model, requests, self.num_samples, self.sampling,
+        out = synthesize_vertices(self.model, self._requests(clips), self.num_samples, self.sampling,
                                   window_seconds=self.window_seconds, overlap_seconds=self.overlap_seconds,
                                   precision=self.precision)
         preds = []

@@ -372,12 +372,7 @@ def synthesize(
     precision = resolve_precision(precision, device)
     plans, outputs = [], []
     for i, req in enumerate(requests):
-        t = motion_frames_for_audio(len(req.audio))
-        if t < MIN_FRAMES:
-            raise ValueError(
-                f"audio clip {i} has {len(req.audio)} samples ({len(req.audio) / 16000:.3f} s) which give {t} motion "
-                f"frame(s); at least {MIN_SAMPLES} samples (0.085 s at 16 kHz) are needed for {MIN_FRAMES} frames"
-            )
+        t = clip_frames(i, req.audio)
         plans.append(plan_windows(len(req.audio), window_seconds, overlap_seconds))
         outputs.append([np.zeros((num_samples, t, model.prior.cfg.nfeats), dtype=np.float32) for _ in req.styles])
     work = [(i, j) for i, plan in enumerate(plans) for j in range(len(plan))]
@@ -413,6 +408,24 @@ def synthesize(
             for k, arr in enumerate(per_clip):
                 per_clip[k] = denormalise_motion(arr).astype(np.float32)
     return outputs
+
+
+def clip_frames(index: int, audio) -> int:
+    """Motion frames T = floor(A / 2) of request `index`'s audio; ValueError when fewer than MIN_FRAMES."""
+    t = motion_frames_for_audio(len(audio))
+    if t < MIN_FRAMES:
+        raise ValueError(
+            f"audio clip {index} has {len(audio)} samples ({len(audio) / 16000:.3f} s) which give {t} motion "
+            f"frame(s); at least {MIN_SAMPLES} samples (0.085 s at 16 kHz) are needed for {MIN_FRAMES} frames"
+        )
+    return t
+
+
+def single_request(model, audio, subject, emotion, intensity, generator) -> ClipRequest:
+    """One clip (numpy or torch waveform), one style (names or indices) -> a ClipRequest (the in-memory APIs)."""
+    a = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
+    a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+    return ClipRequest(a, [style_indices(model, subject, emotion, intensity)], [generator])
 
 
 def _decode(model, zs: list) -> list:
@@ -468,9 +481,7 @@ def generate_motion(
     Returns:
         [N, T, 53] float32, T = floor(A / 2) for A HuBERT frames of the audio.
     """
-    a = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
-    a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
-    req = ClipRequest(a, [style_indices(model, subject, emotion, intensity)], [generator])
+    req = single_request(model, audio, subject, emotion, intensity, generator)
     return synthesize(model, [req], num_samples, sampling, window_seconds=window_seconds,
                       overlap_seconds=overlap_seconds, precision=precision, denormalise=denormalise)[0][0]
 

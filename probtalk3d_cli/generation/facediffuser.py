@@ -14,15 +14,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from probtalk3d_cli.data.schema import motion_frames_for_audio
-from probtalk3d_cli.generation.core import (
-    MIN_FRAMES,
-    MIN_SAMPLES,
-    ClipRequest,
-    model_device,
-    plan_windows,
-    style_indices,
-)
+from probtalk3d_cli.generation.core import ClipRequest, clip_frames, model_device, plan_windows, single_request
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +147,7 @@ def synthesize_vertices(
     try:
         with torch.inference_mode():
             for i, req in enumerate(requests):
-                t = motion_frames_for_audio(len(req.audio))
-                if t < MIN_FRAMES:
-                    raise ValueError(
-                        f"audio clip {i} has {len(req.audio)} samples ({len(req.audio) / 16000:.3f} s) which give {t} "
-                        f"motion frame(s); at least {MIN_SAMPLES} samples (0.085 s at 16 kHz) are needed for "
-                        f"{MIN_FRAMES} frames")
+                t = clip_frames(i, req.audio)
                 with autocast(device, enabled=precision == "bf16"):
                     feats, _ = _encode_windows(model, req.audio, window_seconds, overlap_seconds, device)  # [T, 2H]
                 per_style = []
@@ -208,8 +195,6 @@ def generate_vertices(
     Returns:
         [N, T, V, 3] float32 metres, T = floor(A / 2).
     """
-    a = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
-    a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
-    req = ClipRequest(a, [style_indices(model, subject, emotion, intensity)], [generator])
+    req = single_request(model, audio, subject, emotion, intensity, generator)
     return synthesize_vertices(model, [req], num_samples, sampling, window_seconds=window_seconds,
                                overlap_seconds=overlap_seconds, precision=precision)[0][0]

@@ -99,6 +99,16 @@ def _fast_dropout(model, audio_encoder=None) -> None:
     use_fast_dropout(model)
 
 
+def _fit(spec: StageSpec, run_dir: Path, device, resume: bool, cache=None) -> TrainResult:
+    """Write the resolved config.yaml (rank 0), run the Trainer, and log the CNN feature cache's use."""
+    if dist_info().is_main:
+        save_config(spec.cfg, run_dir / "config.yaml")
+    result = Trainer(spec, run_dir, device, resume=resume).fit()
+    if cache is not None:
+        log.info("CNN feature cache: %d hits, %d misses, %.1f MB", cache.hits, cache.misses, cache.bytes / 1e6)
+    return result
+
+
 def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, resume: bool = False) -> TrainResult:
     """Stage 1: train the motion prior (VQ-VAE, or the VAE variant when cfg.prior.kind == "vae").
 
@@ -139,9 +149,7 @@ def train_prior(cfg: Config, data_root: str | Path, out: str | Path, device, res
     spec = StageSpec(name="prior", kind="prior", cfg=cfg, tcfg=cfg.train_prior, model=prior, train_set=train_set,
                      val_set=val_set, collate=collate_clips, loss_fn=lambda m, b: prior_losses(m, b, cfg.prior),
                      meta=meta, val_fn=lambda m, b: prior_val_step(m, b, cfg.prior))
-    if dist_info().is_main:
-        save_config(cfg, run_dir / "config.yaml")
-    return Trainer(spec, run_dir, device, resume=resume).fit()
+    return _fit(spec, run_dir, device, resume)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -260,12 +268,7 @@ def train_pred(cfg: Config, data_root: str | Path, out: str | Path, device, prio
     meta.update(_data_meta(cfg, data_root, splitset, len(train_keys), len(val_keys)))
     spec = StageSpec(name="pred", kind="predictor", cfg=cfg, tcfg=cfg.train_pred, model=model, train_set=train_set,
                      val_set=val_set, collate=collate_clips, loss_fn=loss_fn, meta=meta)
-    if dist_info().is_main:
-        save_config(cfg, run_dir / "config.yaml")
-    result = Trainer(spec, run_dir, device, resume=resume).fit()
-    if cache is not None:
-        log.info("CNN feature cache: %d hits, %d misses, %.1f MB", cache.hits, cache.misses, cache.bytes / 1e6)
-    return result
+    return _fit(spec, run_dir, device, resume, cache)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -343,9 +346,4 @@ def train_facediffuser(cfg: Config, data_root: str | Path, out: str | Path, devi
                      "step, reference §11.10)", "padded batches with masks (official: batch size 1)"]
     spec = StageSpec(name="facediffuser", kind="facediffuser", cfg=cfg, tcfg=tcfg, model=model, train_set=train_set,
                      val_set=val_set, collate=collate_clips, loss_fn=loss_fn, meta=meta, val_fn=val_fn)
-    if dist_info().is_main:
-        save_config(cfg, run_dir / "config.yaml")
-    result = Trainer(spec, run_dir, device, resume=resume).fit()
-    if cache is not None:
-        log.info("CNN feature cache: %d hits, %d misses, %.1f MB", cache.hits, cache.misses, cache.bytes / 1e6)
-    return result
+    return _fit(spec, run_dir, device, resume, cache)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.models import save_untrained_vae_predictor
 from probtalk3d_cli.config import EvalConfig, load_config
 from probtalk3d_cli.data.schema import EMOTIONS, INTENSITIES, motion_frames_for_audio
 
@@ -228,14 +229,7 @@ def test_render_accepts_the_vertex_files(generated):
 @pytest.fixture(scope="module")
 def vae_ckpt(tmp_path_factory):
     """An (untrained) VAE-variant predictor for the synthetic identities: a third row of the table."""
-    from probtalk3d_cli.models.audio import AudioEncoder
-    from probtalk3d_cli.models.predictor import MotionPredictor, save_predictor
-    from probtalk3d_cli.models.prior import MotionPrior
-
-    torch.manual_seed(0)
-    cfg = load_config(["configs/tiny.yaml"], ["prior.kind=vae"])
-    model = MotionPredictor(cfg, ["M001", "W001"], MotionPrior(cfg.prior), AudioEncoder(cfg.audio))
-    return save_predictor(tmp_path_factory.mktemp("vae") / "vae.pt", model)
+    return save_untrained_vae_predictor(tmp_path_factory.mktemp("vae") / "vae.pt", ["M001", "W001"])
 
 
 def test_evaluate_puts_the_three_models_in_one_table(fd_run, fd_data, tiny_pred_run, vae_ckpt, split3, tmp_path):

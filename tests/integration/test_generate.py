@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from probtalk3d_cli.config import GenerateConfig, load_config
+from helpers.models import save_untrained_vae_predictor
+from probtalk3d_cli.config import GenerateConfig
 from probtalk3d_cli.data.schema import denormalise_motion, motion_frames_for_audio, params_to_motion
 from probtalk3d_cli.generation import Sampling, generate, generate_motion, job_generator, load_model
 from probtalk3d_cli.io import save_wav
@@ -254,14 +255,7 @@ def test_other_formats_and_rates(ckpt, tmp_path):
 
 @pytest.fixture(scope="module")
 def vae_ckpt(tmp_path_factory):
-    from probtalk3d_cli.models.audio import AudioEncoder
-    from probtalk3d_cli.models.predictor import MotionPredictor, save_predictor
-    from probtalk3d_cli.models.prior import MotionPrior
-
-    torch.manual_seed(0)
-    cfg = load_config(["configs/tiny.yaml"], ["prior.kind=vae"])
-    model = MotionPredictor(cfg, ["S1", "S2"], MotionPrior(cfg.prior), AudioEncoder(cfg.audio))
-    return save_predictor(tmp_path_factory.mktemp("vae") / "vae.pt", model)
+    return save_untrained_vae_predictor(tmp_path_factory.mktemp("vae") / "vae.pt", ["S1", "S2"])
 
 
 def test_vae_mean_is_deterministic_and_fact_scales_the_noise(vae_ckpt, audio_dir, tmp_path):
